@@ -1,0 +1,339 @@
+//! Exact decimal amounts: parsing as written, half-up rounding to the cent, fixed-scale output.
+//!
+//! Amounts never pass through a binary float. JSON numbers are read from their source text
+//! (see `decode`), strings are read as written, and both go through [`parse_decimal`].
+
+use rust_decimal::{Decimal, RoundingStrategy};
+
+/// Largest number of integer digits accepted in an amount (values below 10^15).
+pub const MAX_INTEGER_DIGITS: usize = 15;
+
+/// Why a decimal text was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AmountError {
+    Empty,
+    /// Not a plain decimal number (letters, `NaN`, `Infinity`, two points, ...).
+    NotANumber,
+    Negative,
+    /// More significant fractional digits than allowed (`max` places).
+    TooManyDecimals {
+        max: u32,
+    },
+    /// More than [`MAX_INTEGER_DIGITS`] integer digits, or an exponent out of range.
+    TooLarge,
+}
+
+impl AmountError {
+    /// A sentence fragment for a carrier: "must be ..." / "has ...".
+    pub fn describe(&self, text: &str) -> String {
+        match self {
+            AmountError::Empty => "is empty; expected a decimal number such as \"85.00\"".into(),
+            AmountError::NotANumber => format!(
+                "\"{}\" is not a decimal number; write it like \"85.00\"",
+                clip(text)
+            ),
+            AmountError::Negative => format!(
+                "\"{}\" is negative; amounts must be zero or more",
+                clip(text)
+            ),
+            AmountError::TooManyDecimals { max } => {
+                format!("\"{}\" has more than {max} decimal places", clip(text))
+            }
+            AmountError::TooLarge => format!(
+                "\"{}\" is too large (at most {MAX_INTEGER_DIGITS} integer digits)",
+                clip(text)
+            ),
+        }
+    }
+}
+
+fn clip(text: &str) -> &str {
+    match text.char_indices().nth(40) {
+        Some((i, _)) => &text[..i],
+        None => text,
+    }
+}
+
+/// Parses a non-negative decimal exactly as written.
+///
+/// Accepts `123`, `123.45`, `0.5`, and (when `allow_exponent`, i.e. for JSON numbers) `1.5e2`.
+/// Digits after the decimal point beyond `max_scale` are accepted only when they are zeros
+/// (`85.000` is 85, `19.999` is refused for a currency with 2 minor units).
+pub fn parse_decimal(
+    text: &str,
+    max_scale: u32,
+    allow_exponent: bool,
+) -> Result<Decimal, AmountError> {
+    let b = text.as_bytes();
+    if b.is_empty() {
+        return Err(AmountError::Empty);
+    }
+    let mut i = 0;
+    let negative = b[0] == b'-';
+    if negative || b[0] == b'+' {
+        i = 1;
+    }
+    let int_start = i;
+    while i < b.len() && b[i].is_ascii_digit() {
+        i += 1;
+    }
+    let int_digits = &b[int_start..i];
+    let mut frac_digits: &[u8] = &[];
+    if i < b.len() && b[i] == b'.' {
+        let f = i + 1;
+        i = f;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        frac_digits = &b[f..i];
+        if frac_digits.is_empty() {
+            return Err(AmountError::NotANumber);
+        }
+    }
+    if int_digits.is_empty() {
+        return Err(AmountError::NotANumber);
+    }
+    let mut exponent: i64 = 0;
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') && allow_exponent {
+        i += 1;
+        let mut exp_neg = false;
+        if i < b.len() && (b[i] == b'-' || b[i] == b'+') {
+            exp_neg = b[i] == b'-';
+            i += 1;
+        }
+        let e_start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            if exponent < 10_000 {
+                exponent = exponent * 10 + i64::from(b[i] - b'0');
+            }
+            i += 1;
+        }
+        if e_start == i {
+            return Err(AmountError::NotANumber);
+        }
+        if exp_neg {
+            exponent = -exponent;
+        }
+    }
+    if i != b.len() {
+        return Err(AmountError::NotANumber);
+    }
+    // All digits, as one digit string, with the decimal point `point` places from the right.
+    let int_digits = trim_leading_zeros(int_digits);
+    let mut scale: i64 = frac_digits.len() as i64 - exponent;
+    let mut digits: Vec<u8> = Vec::with_capacity(int_digits.len() + frac_digits.len());
+    digits.extend_from_slice(int_digits);
+    digits.extend_from_slice(frac_digits);
+    // Drop trailing zeros of the fractional part: they do not change the value.
+    while scale > 0 && digits.last() == Some(&b'0') {
+        digits.pop();
+        scale -= 1;
+    }
+    let significant = trim_leading_zeros(&digits);
+    let all_zero = significant.iter().all(|&d| d == b'0');
+    if negative && !all_zero {
+        return Err(AmountError::Negative);
+    }
+    if all_zero {
+        return Ok(Decimal::ZERO);
+    }
+    if scale > i64::from(max_scale) {
+        return Err(AmountError::TooManyDecimals { max: max_scale });
+    }
+    let integer_digits = significant.len() as i64 - scale;
+    if integer_digits > MAX_INTEGER_DIGITS as i64 {
+        return Err(AmountError::TooLarge);
+    }
+    // Value = significant × 10^(-scale); scale may be negative after an exponent.
+    let mut mantissa: i128 = 0;
+    for &d in significant {
+        mantissa = mantissa * 10 + i128::from(d - b'0');
+    }
+    let mut scale = scale;
+    while scale < 0 {
+        mantissa *= 10;
+        scale += 1;
+    }
+    Decimal::try_from_i128_with_scale(mantissa, scale as u32).map_err(|_| AmountError::TooLarge)
+}
+
+fn trim_leading_zeros(d: &[u8]) -> &[u8] {
+    let n = d.iter().take_while(|&&c| c == b'0').count();
+    &d[n..]
+}
+
+/// Rounds to the cent, half-up (away from zero; amounts here are never negative).
+/// `0.125` → `0.13`, where banker's rounding would give `0.12`.
+#[inline]
+pub fn round_cents(d: Decimal) -> Decimal {
+    let mut r = d.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
+    r.rescale(2);
+    r
+}
+
+/// Appends `d` with exactly two decimal places.
+pub fn write_money(out: &mut Vec<u8>, d: Decimal) {
+    let mut d = d;
+    d.rescale(2);
+    write_decimal(out, d);
+}
+
+/// Appends `d` as written by its own scale (rates: `0.10`, `0.165`).
+pub fn write_decimal(out: &mut Vec<u8>, d: Decimal) {
+    let m = d.mantissa();
+    let scale = d.scale() as usize;
+    if m < 0 {
+        out.push(b'-');
+    }
+    let mut buf = itoa_buf(m.unsigned_abs());
+    if scale > 0 {
+        while buf.len() <= scale {
+            buf.insert(0, b'0');
+        }
+        let point = buf.len() - scale;
+        out.extend_from_slice(&buf[..point]);
+        out.push(b'.');
+        out.extend_from_slice(&buf[point..]);
+    } else {
+        out.extend_from_slice(&buf);
+    }
+}
+
+fn itoa_buf(mut v: u128) -> Vec<u8> {
+    let mut tmp = [0u8; 40];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    tmp[i..].to_vec()
+}
+
+/// Formats with exactly two decimal places.
+pub fn money_string(d: Decimal) -> String {
+    let mut v = Vec::new();
+    write_money(&mut v, d);
+    String::from_utf8(v).expect("digits are ASCII")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::str::FromStr;
+
+    fn dec(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn reads_amounts_exactly_as_written() {
+        assert_eq!(parse_decimal("19.99", 2, true).unwrap(), dec("19.99"));
+        assert_eq!(parse_decimal("85.00", 2, false).unwrap(), dec("85"));
+        assert_eq!(parse_decimal("9.5", 2, true).unwrap(), dec("9.5"));
+        assert_eq!(parse_decimal("0", 2, true).unwrap(), Decimal::ZERO);
+        assert_eq!(parse_decimal("-0.00", 2, true).unwrap(), Decimal::ZERO);
+        assert_eq!(parse_decimal("1.5e2", 2, true).unwrap(), dec("150"));
+        assert_eq!(parse_decimal("1999e-2", 2, true).unwrap(), dec("19.99"));
+        assert_eq!(parse_decimal("85.000", 2, false).unwrap(), dec("85"));
+        assert_eq!(parse_decimal("007.10", 2, false).unwrap(), dec("7.1"));
+    }
+
+    #[test]
+    fn refuses_what_is_not_an_exact_amount() {
+        assert_eq!(
+            parse_decimal("19.999", 2, true),
+            Err(AmountError::TooManyDecimals { max: 2 })
+        );
+        assert_eq!(
+            parse_decimal("1.5", 0, true),
+            Err(AmountError::TooManyDecimals { max: 0 })
+        );
+        assert_eq!(parse_decimal("-5.00", 2, false), Err(AmountError::Negative));
+        assert_eq!(parse_decimal("NaN", 2, false), Err(AmountError::NotANumber));
+        assert_eq!(
+            parse_decimal("Infinity", 2, false),
+            Err(AmountError::NotANumber)
+        );
+        assert_eq!(parse_decimal("1e5", 2, false), Err(AmountError::NotANumber));
+        assert_eq!(parse_decimal("1.", 2, false), Err(AmountError::NotANumber));
+        assert_eq!(parse_decimal(".5", 2, false), Err(AmountError::NotANumber));
+        assert_eq!(
+            parse_decimal("1,000.00", 2, false),
+            Err(AmountError::NotANumber)
+        );
+        assert_eq!(
+            parse_decimal(" 1.00", 2, false),
+            Err(AmountError::NotANumber)
+        );
+        assert_eq!(parse_decimal("", 2, false), Err(AmountError::Empty));
+        assert_eq!(
+            parse_decimal("1000000000000000", 2, true),
+            Err(AmountError::TooLarge)
+        );
+        assert_eq!(parse_decimal("1e400", 2, true), Err(AmountError::TooLarge));
+        assert_eq!(
+            parse_decimal("123456789012345678901234567890", 2, true),
+            Err(AmountError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn rounds_half_up_where_bankers_rounding_differs() {
+        // Banker's rounding would give 0.12, 2.32 and 0.02.
+        assert_eq!(round_cents(dec("0.125")), dec("0.13"));
+        assert_eq!(round_cents(dec("2.325")), dec("2.33"));
+        assert_eq!(round_cents(dec("0.025")), dec("0.03"));
+        assert_eq!(round_cents(dec("0.124999")), dec("0.12"));
+        // CBP's own examples.
+        assert_eq!(round_cents(dec("47.00") * dec("0.10")), dec("4.70"));
+        assert_eq!(round_cents(dec("45.00") * dec("0.50")), dec("22.50"));
+    }
+
+    #[test]
+    fn writes_fixed_two_places() {
+        assert_eq!(money_string(dec("8.5")), "8.50");
+        assert_eq!(money_string(dec("0")), "0.00");
+        assert_eq!(money_string(dec("0.05")), "0.05");
+        assert_eq!(money_string(dec("1234567.891").round_dp(2)), "1234567.89");
+        let mut v = Vec::new();
+        write_decimal(&mut v, dec("0.165"));
+        assert_eq!(v, b"0.165");
+    }
+
+    proptest! {
+        #[test]
+        fn any_cents_amount_round_trips_exactly(cents in 0u64..100_000_000_000_000) {
+            let text = format!("{}.{:02}", cents / 100, cents % 100);
+            let d = parse_decimal(&text, 2, true).unwrap();
+            prop_assert_eq!(d, Decimal::new(cents as i64, 2));
+            prop_assert_eq!(money_string(d), text);
+        }
+
+        #[test]
+        fn half_up_matches_integer_arithmetic(value_cents in 0i64..10_000_000, rate_milli in 0i64..1000) {
+            // duty = value × rate, with value in cents and rate in thousandths:
+            // exact product in 1/100_000 dollars, rounded half-up to cents by integers.
+            let exact = value_cents * rate_milli; // units of 1e-5 dollars
+            let expected_cents = (exact + 500) / 1000;
+            let d = round_cents(Decimal::new(value_cents, 2) * Decimal::new(rate_milli, 3));
+            prop_assert_eq!(d, Decimal::new(expected_cents, 2));
+        }
+
+        #[test]
+        fn sum_of_rounded_lines_is_exact(lines in proptest::collection::vec(0i64..1_000_000, 1..50)) {
+            let total: Decimal = lines.iter().map(|&c| round_cents(Decimal::new(c, 3))).sum();
+            let by_int: i64 = lines.iter().map(|&c| (c + 5) / 10).sum();
+            prop_assert_eq!(total, Decimal::new(by_int, 2));
+        }
+
+        #[test]
+        fn never_panics_on_any_text(s in ".{0,40}") {
+            let _ = parse_decimal(&s, 2, true);
+        }
+    }
+}
