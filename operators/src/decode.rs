@@ -199,6 +199,8 @@ fn malformed(raw: &[u8], e: &simd_json::Error) -> Issue {
     let what = format!("{:?}", e.error());
     let message = if std::str::from_utf8(raw).is_err() {
         "the message is not valid UTF-8; manifests must be UTF-8 encoded JSON".to_string()
+    } else if let Some(at) = truncated_at(raw) {
+        format!("the JSON ends at byte {at} before the document is complete (truncated?); send the whole manifest as one JSON object")
     } else if raw.iter().all(u8::is_ascii_whitespace) {
         "the message is empty; expected one JSON object (manifest/v1)".to_string()
     } else {
@@ -208,6 +210,29 @@ fn malformed(raw: &[u8], e: &simd_json::Error) -> Issue {
         }
     };
     Issue::new(Code::MalformedJson, "$", message)
+}
+
+/// `Some(len)` when the text ends inside a string or with brackets still open.
+fn truncated_at(raw: &[u8]) -> Option<usize> {
+    let (mut depth, mut in_string, mut escaped) = (0i64, false, false);
+    for &b in raw {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => depth -= 1,
+                _ => {}
+            }
+        }
+    }
+    (in_string || depth > 0).then_some(raw.len())
 }
 
 struct Doc<'t, 'a> {

@@ -1,12 +1,179 @@
+//! dutyflow's operators: pure domain logic, with no Kafka, no database and no async runtime.
+//!
+//! The path of one message reads top to bottom in [`Operators::assess_message`]:
+//! decode → validate → assess duty → score risk (manifest signals), then
+//! [`Operators::apply_history`] adds account-history signals in input order, and [`encode`]
+//! writes `assessment/v1`.
+
 pub mod calendar;
 pub mod decode;
+pub mod duty;
+pub mod encode;
 pub mod error;
+pub mod model;
 pub mod money;
+pub mod outcome;
 pub mod rates;
 pub mod reference;
+pub mod risk;
 pub mod table;
+pub mod validate;
+
+use ahash::AHashMap;
+use calendar::PaymentCalendar;
+use decode::Decoder;
+use outcome::{ManifestOutcome, Outcome, PackageOutcome};
+use rates::RateBook;
+use reference::Reference;
+use risk::{AccountHistory, RiskConfig};
+use std::path::{Path, PathBuf};
+pub use table::DataError;
+
+/// All reference data, rates and risk settings, loaded and checked once at start.
+pub struct Operators {
+    pub reference: Reference,
+    pub rates: RateBook,
+    pub risk: RiskConfig,
+    pub calendar: PaymentCalendar,
+    pub config_dir: PathBuf,
+}
+
+impl Operators {
+    /// Loads every data file under `dir` (normally `config/`); the first problem found is
+    /// returned with its file and line.
+    pub fn load(dir: &Path) -> Result<Self, DataError> {
+        let reference = Reference::load(dir)?;
+        let rates = RateBook::load(dir, &reference)?;
+        Ok(Operators {
+            risk: RiskConfig::load(dir)?,
+            calendar: PaymentCalendar::load(dir)?,
+            reference,
+            rates,
+            config_dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Decodes, validates, assesses and scores one message. `raw` stays untouched; `scratch`
+    /// receives the copy that the JSON parser rewrites.
+    pub fn assess_message<'a>(
+        &self,
+        decoder: &mut Decoder,
+        raw: &'a [u8],
+        scratch: &'a mut Vec<u8>,
+    ) -> Outcome<'a> {
+        let manifest = match decoder.decode(raw, scratch) {
+            Ok(m) => m,
+            Err(issue) => return Outcome::Message(issue),
+        };
+        let header = validate::header(self, &manifest);
+        let mut packages: Vec<model::Package<'a>> = manifest
+            .packages
+            .iter()
+            .enumerate()
+            .map(|(i, raw_pkg)| {
+                let mut pkg = validate::package(self, &header, i, raw_pkg, &manifest.items);
+                if !header.errors.is_empty() {
+                    pkg.errors.splice(0..0, header.errors.iter().cloned());
+                }
+                pkg
+            })
+            .collect();
+        validate::mark_duplicates(&mut packages);
+
+        let consignees = self.consignee_counts(&packages);
+        let packages = packages
+            .into_iter()
+            .map(|mut package| {
+                if !package.accepted() {
+                    return PackageOutcome {
+                        package,
+                        duty: None,
+                        risk: None,
+                    };
+                }
+                package.warnings.extend(header.warnings.iter().cloned());
+                let duty = duty::assess(&self.rates.regimes, &header, &package);
+                let count = package
+                    .consignee_key
+                    .and_then(|k| consignees.get(&k).copied())
+                    .unwrap_or(1);
+                let risk = duty.as_ref().map(|d| {
+                    self.risk
+                        .score_static(&self.rates, &header, &package, d, count)
+                });
+                PackageOutcome {
+                    package,
+                    duty,
+                    risk,
+                }
+            })
+            .collect();
+        Outcome::Manifest(ManifestOutcome { header, packages })
+    }
+
+    fn consignee_counts(&self, packages: &[model::Package<'_>]) -> AHashMap<u64, u32> {
+        let mut counts = AHashMap::new();
+        if packages.len() as u32 >= self.risk.split_min() {
+            for k in packages.iter().filter_map(|p| p.consignee_key) {
+                *counts.entry(k).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
+    /// Adds account-history findings and records every package's outcome. Must be called on
+    /// outcomes in input order (it is the only order-dependent step).
+    pub fn apply_history(&self, history: &mut AccountHistory, outcome: &mut Outcome<'_>) {
+        let Outcome::Manifest(m) = outcome else {
+            return;
+        };
+        let carrier = m.header.carrier.filter(|_| m.header.errors.is_empty());
+        let views: Vec<_> = m
+            .packages
+            .iter()
+            .map(|p| history.view(&self.risk, carrier, p.package.shipper_key))
+            .collect();
+        for (p, view) in m.packages.iter_mut().zip(views) {
+            if let Some(risk) = p.risk.as_mut() {
+                AccountHistory::apply(&self.risk, view, risk);
+            }
+        }
+        for p in &m.packages {
+            history.record(&self.risk, carrier, p.package.shipper_key, !p.accepted());
+        }
+    }
+
+    /// Writes every assessment of a message, one JSON object per line.
+    pub fn encode_lines(&self, outcome: &Outcome<'_>, out: &mut Vec<u8>) {
+        match outcome {
+            Outcome::Message(issue) => {
+                encode::message_failure(out, issue);
+                out.push(b'\n');
+            }
+            Outcome::Manifest(m) => {
+                for p in &m.packages {
+                    encode::assessment(out, self, m, p);
+                    out.push(b'\n');
+                }
+            }
+        }
+    }
+}
+
+/// Finds the `config/` directory: `$DUTYFLOW_CONFIG_DIR`, else `./config`, else the one in the
+/// source tree this was built from.
+pub fn default_config_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("DUTYFLOW_CONFIG_DIR") {
+        return PathBuf::from(dir);
+    }
+    let local = PathBuf::from("config");
+    if local.join("rates/regimes.toml").exists() {
+        return local;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")
+}
 
 #[cfg(test)]
-pub(crate) fn config_dir_for_tests() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")
+pub(crate) fn config_dir_for_tests() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")
 }

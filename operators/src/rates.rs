@@ -175,8 +175,9 @@ fn hts_key(digits: &[u8]) -> Option<(u8, u64)> {
 }
 
 /// The calculation method of an assessment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum Method {
+    #[default]
     AdValorem,
     Specific,
     Exempt,

@@ -143,7 +143,10 @@ pub fn parse_dec(
     what: &str,
 ) -> Result<rust_decimal::Decimal, DataError> {
     crate::money::parse_decimal(text, 12, false)
-        .map_err(|e| file.err(line, format!("{what} {}", e.describe(text))))
+        .map_err(|e| file.err(line, format!("{what} {}", e.describe(text))))?;
+    // Keep the scale as written (`0.10` stays `0.10` on every assessment).
+    rust_decimal::Decimal::from_str_exact(text)
+        .map_err(|e| file.err(line, format!("{what} `{text}`: {e}")))
 }
 
 /// A small, stable content hash (FNV-1a, 64-bit) used to fingerprint rate data.

@@ -1,0 +1,117 @@
+//! Duty assessment: arithmetic on a validated package under the regime in force.
+//!
+//! Invariants: every line is rounded half-up to the cent; the package total is the sum of its
+//! lines plus fees; exempt packages are assessed too, at zero, with the reason.
+
+use crate::model::{Category, Header, Package};
+use crate::money::round_cents;
+use crate::rates::{Method, Regime};
+use crate::reference::Country;
+use rust_decimal::Decimal;
+
+/// Why a package owes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exemption {
+    /// A bona fide gift valued at or below the regime's gift exemption.
+    Gift,
+    /// Personal correspondence and informational materials.
+    Documents,
+}
+
+impl Exemption {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Exemption::Gift => "gift",
+            Exemption::Documents => "documents",
+        }
+    }
+}
+
+/// One assessed item line (a row of the worksheet's page 2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line<'a> {
+    pub item: u32,
+    pub origin: Country,
+    pub hts: Option<&'a str>,
+    pub value_usd: Decimal,
+    pub rate: Decimal,
+    pub duty_usd: Decimal,
+}
+
+/// The duty on one package.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Duty<'a> {
+    pub regime: usize,
+    pub method: Method,
+    pub exemption: Option<Exemption>,
+    pub lines: Vec<Line<'a>>,
+    pub value_usd: Decimal,
+    pub fees_usd: Decimal,
+    pub total_usd: Decimal,
+}
+
+/// Assesses an accepted package. `header.regime` must be set (validation guarantees it for
+/// accepted packages).
+pub fn assess<'a>(regimes: &[Regime], header: &Header<'_>, pkg: &Package<'a>) -> Option<Duty<'a>> {
+    let ri = header.regime?;
+    let regime = &regimes[ri];
+    let value_usd = pkg.value_usd();
+    let exemption = match pkg.category {
+        Category::Documents => Some(Exemption::Documents),
+        Category::Gift if value_usd <= regime.gift_exemption_usd => Some(Exemption::Gift),
+        _ => None,
+    };
+    let mut lines: Vec<Line<'a>> = pkg
+        .items
+        .iter()
+        .map(|it| Line {
+            item: it.index,
+            origin: it.origin,
+            hts: it.hts,
+            value_usd: it.value_usd,
+            rate: it.rate,
+            duty_usd: Decimal::ZERO,
+        })
+        .collect();
+
+    let method = if exemption.is_some() {
+        for l in &mut lines {
+            l.rate = Decimal::ZERO;
+        }
+        Method::Exempt
+    } else if header.method == Method::Specific {
+        // The highest origin rate picks the band; the flat amount sits on that line.
+        let (deciding, rate) = lines
+            .iter()
+            .enumerate()
+            .fold((0, Decimal::MIN), |best, (i, l)| {
+                if l.rate > best.1 {
+                    (i, l.rate)
+                } else {
+                    best
+                }
+            });
+        lines[deciding].duty_usd = regime.specific_amount(rate)?;
+        Method::Specific
+    } else {
+        for l in &mut lines {
+            l.duty_usd = round_cents(l.value_usd * l.rate);
+        }
+        Method::AdValorem
+    };
+    let fees_usd = if exemption.is_some() {
+        Decimal::ZERO
+    } else {
+        round_cents(regime.fees_usd)
+    };
+    let duty: Decimal = lines.iter().map(|l| l.duty_usd).sum();
+    Some(Duty {
+        regime: ri,
+        method,
+        exemption,
+        lines,
+        value_usd,
+        fees_usd,
+        total_usd: round_cents(duty + fees_usd),
+    })
+}

@@ -1,0 +1,231 @@
+//! Encoding `assessment/v1` (contract §2): one JSON object per package, written by hand into
+//! a reusable buffer (no intermediate tree, no float formatting).
+
+use crate::error::Issue;
+use crate::money::{write_decimal, write_money};
+use crate::outcome::{ManifestOutcome, PackageOutcome};
+use crate::Operators;
+use chrono::{Datelike, NaiveDate};
+
+/// Appends `s` as a JSON string literal.
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if esc.is_empty() {
+            out.extend_from_slice(format!("\\u{:04x}", b).as_bytes());
+        } else {
+            out.extend_from_slice(esc);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+fn write_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => write_str(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn write_u32(out: &mut Vec<u8>, v: u32) {
+    let mut buf = [0u8; 10];
+    let mut i = buf.len();
+    let mut v = v;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+fn write_2(out: &mut Vec<u8>, v: u32) {
+    out.push(b'0' + (v / 10) as u8);
+    out.push(b'0' + (v % 10) as u8);
+}
+
+/// `YYYY-MM-DD`.
+pub fn write_date(out: &mut Vec<u8>, d: NaiveDate) {
+    write_u32(out, d.year() as u32);
+    out.push(b'-');
+    write_2(out, d.month());
+    out.push(b'-');
+    write_2(out, d.day());
+}
+
+fn write_issues(out: &mut Vec<u8>, issues: &[Issue]) {
+    out.push(b'[');
+    for (i, issue) in issues.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"code\":\"");
+        out.extend_from_slice(issue.code.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"field\":");
+        write_str(out, &issue.field);
+        out.extend_from_slice(b",\"message\":");
+        write_str(out, &issue.message);
+        out.push(b'}');
+    }
+    out.push(b']');
+}
+
+/// The assessment of one package.
+pub fn assessment(
+    out: &mut Vec<u8>,
+    ops: &Operators,
+    m: &ManifestOutcome<'_>,
+    p: &PackageOutcome<'_>,
+) {
+    let h = &m.header;
+    out.extend_from_slice(b"{\"schema\":\"assessment/v1\",\"manifest_id\":");
+    write_opt_str(out, h.manifest_id);
+    out.extend_from_slice(b",\"carrier\":");
+    write_opt_str(out, h.carrier);
+    out.extend_from_slice(b",\"trip_number\":");
+    write_opt_str(out, h.trip_number);
+    out.extend_from_slice(b",\"port_of_arrival\":");
+    write_opt_str(out, h.port_of_arrival);
+    out.extend_from_slice(b",\"arrival_date\":");
+    match h.arrival_date {
+        Some(d) => {
+            out.push(b'"');
+            write_date(out, d);
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"month\":");
+    match h.month {
+        Some(mo) => {
+            out.push(b'"');
+            write_u32(out, mo.year as u32);
+            out.push(b'-');
+            write_2(out, mo.month);
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"tracking_number\":");
+    write_opt_str(out, p.package.tracking_number);
+    out.extend_from_slice(if p.accepted() {
+        b",\"status\":\"accepted\",\"errors\":"
+    } else {
+        b",\"status\":\"rejected\",\"errors\":"
+    });
+    write_issues(out, &p.package.errors);
+    out.extend_from_slice(b",\"warnings\":");
+    write_issues(out, &p.package.warnings);
+    out.extend_from_slice(b",\"risk\":");
+    match &p.risk {
+        Some(risk) => {
+            out.extend_from_slice(b"{\"score\":");
+            write_u32(out, u32::from(risk.score()));
+            out.extend_from_slice(b",\"tier\":\"");
+            out.extend_from_slice(risk.tier(&ops.risk).as_str().as_bytes());
+            out.extend_from_slice(b"\",\"reasons\":[");
+            for (i, (reason, points)) in risk.reasons.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"{\"code\":\"");
+                out.extend_from_slice(reason.as_str().as_bytes());
+                out.extend_from_slice(b"\",\"points\":");
+                write_u32(out, u32::from(*points));
+                out.push(b'}');
+            }
+            out.extend_from_slice(b"]}");
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"duty\":");
+    match &p.duty {
+        Some(d) => {
+            out.extend_from_slice(b"{\"regime\":");
+            write_str(out, &ops.rates.regimes[d.regime].id);
+            out.extend_from_slice(b",\"method\":\"");
+            out.extend_from_slice(d.method.as_str().as_bytes());
+            out.push(b'"');
+            if let Some(e) = d.exemption {
+                out.extend_from_slice(b",\"exemption\":\"");
+                out.extend_from_slice(e.as_str().as_bytes());
+                out.push(b'"');
+            }
+            out.extend_from_slice(b",\"rates_version\":");
+            write_str(out, &ops.rates.version);
+            out.extend_from_slice(b",\"lines\":[");
+            for (i, l) in d.lines.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"{\"item\":");
+                write_u32(out, l.item);
+                out.extend_from_slice(b",\"origin_country\":\"");
+                out.extend_from_slice(&l.origin.0);
+                out.push(b'"');
+                if let Some(hts) = l.hts {
+                    out.extend_from_slice(b",\"hts\":");
+                    write_str(out, hts);
+                }
+                out.extend_from_slice(b",\"value_usd\":\"");
+                write_money(out, l.value_usd);
+                out.extend_from_slice(b"\",\"rate\":\"");
+                let mut rate = l.rate;
+                if rate.scale() < 2 {
+                    rate.rescale(2);
+                }
+                write_decimal(out, rate);
+                out.extend_from_slice(b"\",\"duty_usd\":\"");
+                write_money(out, l.duty_usd);
+                out.extend_from_slice(b"\"}");
+            }
+            out.extend_from_slice(b"],\"value_usd\":\"");
+            write_money(out, d.value_usd);
+            out.extend_from_slice(b"\",\"fees_usd\":\"");
+            write_money(out, d.fees_usd);
+            out.extend_from_slice(b"\",\"total_usd\":\"");
+            write_money(out, d.total_usd);
+            out.extend_from_slice(b"\"}");
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.push(b'}');
+}
+
+/// The single rejection of a message that could not be read as a manifest.
+pub fn message_failure(out: &mut Vec<u8>, issue: &Issue) {
+    out.extend_from_slice(
+        b"{\"schema\":\"assessment/v1\",\"manifest_id\":null,\"carrier\":null,\"trip_number\":null,\"port_of_arrival\":null,\"arrival_date\":null,\"month\":null,\"tracking_number\":null,\"status\":\"rejected\",\"errors\":",
+    );
+    write_issues(out, std::slice::from_ref(issue));
+    out.extend_from_slice(b",\"warnings\":[],\"risk\":null,\"duty\":null}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_escaped() {
+        let mut v = Vec::new();
+        write_str(&mut v, "a\"b\\c\nd\u{1}é");
+        assert_eq!(String::from_utf8(v).unwrap(), r#""a\"b\\c\nd\u0001é""#);
+    }
+}

@@ -1,0 +1,121 @@
+//! The validated manifest: what validation hands to risk scoring and duty assessment.
+
+use crate::error::Issue;
+use crate::rates::{Method, Month};
+use crate::reference::{Country, Currency};
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+
+/// Package categories of the contract (`merchandise` when absent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Category {
+    Merchandise,
+    Gift,
+    Documents,
+    ReturnedGoods,
+    CommercialSample,
+}
+
+impl Category {
+    pub fn parse(s: &str) -> Option<Category> {
+        match s {
+            "merchandise" => Some(Category::Merchandise),
+            "gift" => Some(Category::Gift),
+            "documents" => Some(Category::Documents),
+            "returned_goods" => Some(Category::ReturnedGoods),
+            "commercial_sample" => Some(Category::CommercialSample),
+            _ => None,
+        }
+    }
+}
+
+/// The manifest header after validation. Echo fields keep what the carrier sent (when it was
+/// a string) so every outcome can be traced back, even when the header is invalid.
+#[derive(Debug, Clone, Default)]
+pub struct Header<'a> {
+    pub manifest_id: Option<&'a str>,
+    pub carrier: Option<&'a str>,
+    pub trip_number: Option<&'a str>,
+    pub port_of_arrival: Option<&'a str>,
+    pub departure_country: Option<Country>,
+    /// US Eastern date of arrival: picks the regime and the month.
+    pub arrival_date: Option<NaiveDate>,
+    pub month: Option<Month>,
+    /// Index of the regime in force (into `RateBook::regimes`).
+    pub regime: Option<usize>,
+    /// The method in force for this carrier and month (after checking the regime offers it).
+    pub method: Method,
+    /// Header errors: each rejects every package of the manifest.
+    pub errors: Vec<Issue>,
+    /// Header warnings: copied to every accepted package.
+    pub warnings: Vec<Issue>,
+}
+
+/// One item line, checked and resolved: its USD value and the ad valorem rate that applies.
+#[derive(Debug, Clone)]
+pub struct Item<'a> {
+    pub index: u32,
+    pub description: &'a str,
+    pub hts: Option<&'a str>,
+    pub origin: Country,
+    pub quantity: u32,
+    pub value: Decimal,
+    pub currency: Currency,
+    /// Value in USD, rounded half-up to the cent.
+    pub value_usd: Decimal,
+    /// The ad valorem rate for this line under the regime in force.
+    pub rate: Decimal,
+}
+
+/// One package after validation. `errors` empty means it is accepted.
+#[derive(Debug, Clone)]
+pub struct Package<'a> {
+    pub index: u32,
+    pub tracking_number: Option<&'a str>,
+    pub category: Category,
+    pub shipper_name: Option<&'a str>,
+    pub shipper_country: Option<Country>,
+    /// Identity of the shipper account (normalised name + country), for risk history.
+    pub shipper_key: Option<u64>,
+    /// Identity of the consignee (normalised name + postal code), for split shipments.
+    pub consignee_key: Option<u64>,
+    pub weight_kg: Option<Decimal>,
+    pub items: Vec<Item<'a>>,
+    pub errors: Vec<Issue>,
+    pub warnings: Vec<Issue>,
+    /// Byte offset of the package in the message, for the dead-letter record.
+    pub raw_start: u32,
+}
+
+impl Package<'_> {
+    pub fn accepted(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    /// Sum of the items' USD values.
+    pub fn value_usd(&self) -> Decimal {
+        self.items.iter().map(|i| i.value_usd).sum()
+    }
+}
+
+/// A stable 64-bit key of normalised text parts (FNV-1a over lowercase alphanumerics), so
+/// `"Textil Versand GmbH"` and `"TEXTIL  VERSAND GMBH"` are one account.
+pub fn account_key(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for c in part
+            .chars()
+            .flat_map(char::to_lowercase)
+            .filter(|c| c.is_alphanumeric())
+        {
+            let mut buf = [0u8; 4];
+            for &b in c.encode_utf8(&mut buf).as_bytes() {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        h ^= 0x1f;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}

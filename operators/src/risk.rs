@@ -1,0 +1,509 @@
+//! Risk scoring: an explainable score from 0 to 100 with reason codes.
+//!
+//! Signals on the manifest alone (transshipment, undervaluation, vague descriptions, gifts
+//! above the exemption, split shipments) are computed in parallel with everything else.
+//! Signals on account history (first-time shipper, shipper and carrier rejection rates) need
+//! the outcomes of earlier packages, so they are applied in one ordered pass by
+//! [`AccountHistory`], which keeps a bounded amount of memory.
+
+use crate::duty::Duty;
+use crate::model::{Category, Header, Package};
+use crate::rates::{Basis, RateBook};
+use crate::table::{parse_dec, DataError, DataFile};
+use ahash::AHashMap;
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use std::path::Path;
+
+/// Reason codes of risk findings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    Transshipment,
+    TariffArbitrageRoute,
+    Undervaluation,
+    VagueDescription,
+    GiftAboveExemption,
+    SplitShipment,
+    FirstTimeShipper,
+    ShipperRejectionRate,
+    CarrierRejectionRate,
+}
+
+impl Reason {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::Transshipment => "TRANSSHIPMENT",
+            Reason::TariffArbitrageRoute => "TARIFF_ARBITRAGE_ROUTE",
+            Reason::Undervaluation => "UNDERVALUATION",
+            Reason::VagueDescription => "VAGUE_DESCRIPTION",
+            Reason::GiftAboveExemption => "GIFT_ABOVE_EXEMPTION",
+            Reason::SplitShipment => "SPLIT_SHIPMENT",
+            Reason::FirstTimeShipper => "FIRST_TIME_SHIPPER",
+            Reason::ShipperRejectionRate => "SHIPPER_REJECTION_RATE",
+            Reason::CarrierRejectionRate => "CARRIER_REJECTION_RATE",
+        }
+    }
+}
+
+/// Risk tiers, from the score and the configured thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Tier {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Tier {
+    pub const ALL: [Tier; 4] = [Tier::Low, Tier::Medium, Tier::High, Tier::Critical];
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Tier::Low => "low",
+            Tier::Medium => "medium",
+            Tier::High => "high",
+            Tier::Critical => "critical",
+        }
+    }
+}
+
+/// A package's risk: every finding with its points.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Risk {
+    pub reasons: Vec<(Reason, u8)>,
+}
+
+impl Risk {
+    pub fn add(&mut self, reason: Reason, points: u8) {
+        if points > 0 {
+            self.reasons.push((reason, points));
+        }
+    }
+    pub fn score(&self) -> u8 {
+        self.reasons
+            .iter()
+            .map(|&(_, p)| u32::from(p))
+            .sum::<u32>()
+            .min(100) as u8
+    }
+    pub fn tier(&self, cfg: &RiskConfig) -> Tier {
+        let s = self.score();
+        if s >= cfg.tiers.critical {
+            Tier::Critical
+        } else if s >= cfg.tiers.high {
+            Tier::High
+        } else if s >= cfg.tiers.medium {
+            Tier::Medium
+        } else {
+            Tier::Low
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tiers {
+    pub medium: u8,
+    pub high: u8,
+    pub critical: u8,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Doc {
+    tiers: Tiers,
+    transshipment: TransshipmentDoc,
+    undervaluation: UndervaluationDoc,
+    vague_description: VagueDoc,
+    gift_above_exemption: Points,
+    split_shipment: SplitDoc,
+    first_time_shipper: Points,
+    shipper_rejections: RejectionsDoc,
+    carrier_rejections: RejectionsDoc,
+    history: HistoryDoc,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Points {
+    points: u8,
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransshipmentDoc {
+    points: u8,
+    rate_gap: String,
+    rate_gap_points: u8,
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UndervaluationDoc {
+    fraction_of_norm: String,
+    points: u8,
+    min_weight_kg: String,
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VagueDoc {
+    points: u8,
+    words: Vec<String>,
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SplitDoc {
+    min_packages: u32,
+    points: u8,
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RejectionsDoc {
+    min_packages: u32,
+    rate: String,
+    points: u8,
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryDoc {
+    max_shippers: usize,
+    max_carriers: usize,
+    shipper_decay: String,
+    carrier_decay: String,
+}
+
+/// Thresholds of one rejection-rate signal.
+#[derive(Debug, Clone)]
+pub struct RejectionRule {
+    pub min_packages: f64,
+    pub rate: f64,
+    pub points: u8,
+}
+
+/// Risk weights and thresholds, from `config/risk/`.
+#[derive(Debug, Clone)]
+pub struct RiskConfig {
+    pub tiers: Tiers,
+    transshipment_points: u8,
+    rate_gap: Decimal,
+    rate_gap_points: u8,
+    under_fraction: Decimal,
+    under_points: u8,
+    under_min_weight: Decimal,
+    /// USD per kg by HTS chapter (index 1..=97); index 0 is the default.
+    norms: [Decimal; 98],
+    vague_points: u8,
+    vague_words: Vec<String>,
+    gift_points: u8,
+    split_min: u32,
+    split_points: u8,
+    first_time_points: u8,
+    shipper_rule: RejectionRule,
+    carrier_rule: RejectionRule,
+    max_shippers: usize,
+    max_carriers: usize,
+    shipper_decay: f64,
+    carrier_decay: f64,
+}
+
+impl RiskConfig {
+    pub fn load(dir: &Path) -> Result<Self, DataError> {
+        let file = DataFile::read(&dir.join("risk/risk.toml"))?;
+        let doc: Doc = file.toml()?;
+        let dec = |s: &str, what: &str| {
+            crate::money::parse_decimal(s, 12, false)
+                .map_err(|e| DataError::file(&file.path, format!("{what} {}", e.describe(s))))
+        };
+        let t = &doc.tiers;
+        if !(t.medium < t.high && t.high < t.critical && t.critical <= 100) {
+            return Err(DataError::file(
+                &file.path,
+                "tiers must satisfy medium < high < critical <= 100",
+            ));
+        }
+        let decay = |s: &str, what: &str| -> Result<f64, DataError> {
+            let d = dec(s, what)?.to_f64().unwrap_or(0.0);
+            if d > 0.0 && d < 1.0 {
+                Ok(d)
+            } else {
+                Err(DataError::file(
+                    &file.path,
+                    format!("{what} must be between 0 and 1 (exclusive)"),
+                ))
+            }
+        };
+        let shipper_decay = decay(&doc.history.shipper_decay, "history.shipper_decay")?;
+        let carrier_decay = decay(&doc.history.carrier_decay, "history.carrier_decay")?;
+        let rule = |r: &RejectionsDoc,
+                    decay: f64,
+                    what: &str|
+         -> Result<RejectionRule, DataError> {
+            let min = f64::from(r.min_packages);
+            if min >= 1.0 / (1.0 - decay) {
+                return Err(DataError::file(&file.path, format!("{what}.min_packages {} can never be reached with its decay (at most {:.0})", r.min_packages, 1.0 / (1.0 - decay))));
+            }
+            Ok(RejectionRule {
+                min_packages: min,
+                rate: dec(&r.rate, what)?.to_f64().unwrap_or(1.0),
+                points: r.points,
+            })
+        };
+
+        let norms_file = DataFile::read(&dir.join("risk/value_norms.csv"))?;
+        let mut norms = [Decimal::ZERO; 98];
+        for row in norms_file.csv(&["hts_chapter", "usd_per_kg", "description"])? {
+            let value = parse_dec(&norms_file, row.line, row.fields[1], "usd_per_kg")?;
+            let idx = if row.fields[0] == "*" {
+                0
+            } else {
+                match row.fields[0].parse::<usize>() {
+                    Ok(c) if (1..=97).contains(&c) && row.fields[0].len() == 2 => c,
+                    _ => {
+                        return Err(norms_file.err(
+                            row.line,
+                            format!("hts_chapter `{}` must be 01 to 97 or *", row.fields[0]),
+                        ))
+                    }
+                }
+            };
+            norms[idx] = value;
+        }
+        if norms[0].is_zero() {
+            return Err(DataError::file(
+                &norms_file.path,
+                "a default row (hts_chapter *) with a positive usd_per_kg is required",
+            ));
+        }
+        Ok(RiskConfig {
+            tiers: doc.tiers.clone(),
+            transshipment_points: doc.transshipment.points,
+            rate_gap: dec(&doc.transshipment.rate_gap, "transshipment.rate_gap")?,
+            rate_gap_points: doc.transshipment.rate_gap_points,
+            under_fraction: dec(
+                &doc.undervaluation.fraction_of_norm,
+                "undervaluation.fraction_of_norm",
+            )?,
+            under_points: doc.undervaluation.points,
+            under_min_weight: dec(
+                &doc.undervaluation.min_weight_kg,
+                "undervaluation.min_weight_kg",
+            )?,
+            norms,
+            vague_points: doc.vague_description.points,
+            vague_words: doc
+                .vague_description
+                .words
+                .iter()
+                .map(|w| w.to_lowercase())
+                .collect(),
+            gift_points: doc.gift_above_exemption.points,
+            split_min: doc.split_shipment.min_packages.max(2),
+            split_points: doc.split_shipment.points,
+            first_time_points: doc.first_time_shipper.points,
+            shipper_rule: rule(&doc.shipper_rejections, shipper_decay, "shipper_rejections")?,
+            carrier_rule: rule(&doc.carrier_rejections, carrier_decay, "carrier_rejections")?,
+            max_shippers: doc.history.max_shippers.max(2),
+            max_carriers: doc.history.max_carriers.max(1),
+            shipper_decay,
+            carrier_decay,
+        })
+    }
+
+    /// A description made only of vague words (and digits or punctuation).
+    pub fn is_vague(&self, description: &str) -> bool {
+        let mut any_word = false;
+        for token in description
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|t| !t.is_empty())
+        {
+            if token.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            if !self
+                .vague_words
+                .iter()
+                .any(|w| w.eq_ignore_ascii_case(token))
+            {
+                return false;
+            }
+            any_word = true;
+        }
+        any_word
+    }
+
+    fn norm_for(&self, hts: Option<&str>) -> Decimal {
+        let chapter = hts
+            .and_then(|h| h.get(..2))
+            .and_then(|c| c.parse::<usize>().ok())
+            .filter(|c| (1..=97).contains(c));
+        match chapter.map(|c| self.norms[c]) {
+            Some(n) if !n.is_zero() => n,
+            _ => self.norms[0],
+        }
+    }
+
+    /// Findings on the manifest alone, for an accepted package and its duty.
+    pub fn score_static(
+        &self,
+        rates: &RateBook,
+        header: &Header<'_>,
+        pkg: &Package<'_>,
+        duty: &Duty<'_>,
+        consignee_count: u32,
+    ) -> Risk {
+        let mut risk = Risk::default();
+        // Transshipment: shipped from a third country, none of whose goods are in the package.
+        if let (Some(dep), Some(ship)) = (header.departure_country, pkg.shipper_country) {
+            if dep != ship && pkg.items.iter().all(|i| i.origin != dep) {
+                risk.add(Reason::Transshipment, self.transshipment_points);
+                let regime = &rates.regimes[duty.regime];
+                if let (Basis::OriginTable, Some(date)) = (&regime.basis, header.arrival_date) {
+                    let highest = pkg.items.iter().map(|i| i.rate).max().unwrap_or_default();
+                    if let Some(route_rate) = regime.origin_rate(dep, date) {
+                        if highest - route_rate >= self.rate_gap {
+                            risk.add(Reason::TariffArbitrageRoute, self.rate_gap_points);
+                        }
+                    }
+                }
+            }
+        }
+        // Undervaluation: value per kg far below the norm of the goods' HTS chapter.
+        if let Some(w) = pkg.weight_kg.filter(|w| *w >= self.under_min_weight) {
+            let main = pkg
+                .items
+                .iter()
+                .max_by_key(|i| i.value_usd)
+                .and_then(|i| i.hts);
+            if duty.value_usd < self.norm_for(main) * self.under_fraction * w {
+                risk.add(Reason::Undervaluation, self.under_points);
+            }
+        }
+        if pkg.items.iter().any(|i| self.is_vague(i.description)) {
+            risk.add(Reason::VagueDescription, self.vague_points);
+        }
+        if pkg.category == Category::Gift && duty.exemption.is_none() {
+            risk.add(Reason::GiftAboveExemption, self.gift_points);
+        }
+        if consignee_count >= self.split_min {
+            risk.add(Reason::SplitShipment, self.split_points);
+        }
+        risk
+    }
+
+    pub fn split_min(&self) -> u32 {
+        self.split_min
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Stats {
+    seen: f64,
+    rejected: f64,
+}
+
+impl Stats {
+    fn record(&mut self, rejected: bool, decay: f64) {
+        self.seen = self.seen * decay + 1.0;
+        self.rejected = self.rejected * decay + if rejected { 1.0 } else { 0.0 };
+    }
+    fn flags(&self, rule: &RejectionRule) -> bool {
+        self.seen >= rule.min_packages && self.rejected / self.seen >= rule.rate
+    }
+}
+
+/// Recent history of shipper and carrier accounts, in bounded memory.
+///
+/// Shippers are kept in two generations of at most `max_shippers / 2` each: when the newest
+/// fills, the oldest is dropped. An account seen recently is always in one of them.
+pub struct AccountHistory {
+    newest: AHashMap<u64, Stats>,
+    oldest: AHashMap<u64, Stats>,
+    carriers: AHashMap<String, Stats>,
+}
+
+/// What history says about one package, before its own outcome is recorded.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HistoryView {
+    pub first_time_shipper: bool,
+    pub shipper_flagged: bool,
+    pub carrier_flagged: bool,
+}
+
+impl Default for AccountHistory {
+    fn default() -> Self {
+        AccountHistory {
+            newest: AHashMap::new(),
+            oldest: AHashMap::new(),
+            carriers: AHashMap::new(),
+        }
+    }
+}
+
+impl AccountHistory {
+    /// Looks up a package's accounts without changing anything.
+    pub fn view(
+        &self,
+        cfg: &RiskConfig,
+        carrier: Option<&str>,
+        shipper: Option<u64>,
+    ) -> HistoryView {
+        let shipper_stats =
+            shipper.and_then(|k| self.newest.get(&k).or_else(|| self.oldest.get(&k)));
+        HistoryView {
+            first_time_shipper: shipper.is_some() && shipper_stats.is_none(),
+            shipper_flagged: shipper_stats.is_some_and(|s| s.flags(&cfg.shipper_rule)),
+            carrier_flagged: carrier
+                .and_then(|c| self.carriers.get(c))
+                .is_some_and(|s| s.flags(&cfg.carrier_rule)),
+        }
+    }
+
+    /// Adds the history findings of `view` to a risk.
+    pub fn apply(cfg: &RiskConfig, view: HistoryView, risk: &mut Risk) {
+        if view.first_time_shipper {
+            risk.add(Reason::FirstTimeShipper, cfg.first_time_points);
+        }
+        if view.shipper_flagged {
+            risk.add(Reason::ShipperRejectionRate, cfg.shipper_rule.points);
+        }
+        if view.carrier_flagged {
+            risk.add(Reason::CarrierRejectionRate, cfg.carrier_rule.points);
+        }
+    }
+
+    /// Records one package's outcome.
+    pub fn record(
+        &mut self,
+        cfg: &RiskConfig,
+        carrier: Option<&str>,
+        shipper: Option<u64>,
+        rejected: bool,
+    ) {
+        if let Some(k) = shipper {
+            let stats = match self.newest.get_mut(&k) {
+                Some(s) => s,
+                None => {
+                    if self.newest.len() >= cfg.max_shippers / 2 {
+                        self.oldest = std::mem::take(&mut self.newest);
+                    }
+                    let carried = self.oldest.remove(&k).unwrap_or_default();
+                    self.newest.entry(k).or_insert(carried)
+                }
+            };
+            stats.record(rejected, cfg.shipper_decay);
+        }
+        if let Some(c) = carrier {
+            if let Some(s) = self.carriers.get_mut(c) {
+                s.record(rejected, cfg.carrier_decay);
+            } else if self.carriers.len() < cfg.max_carriers {
+                self.carriers
+                    .entry(c.to_string())
+                    .or_default()
+                    .record(rejected, cfg.carrier_decay);
+            }
+        }
+    }
+
+    /// Number of shippers currently remembered.
+    pub fn shippers(&self) -> usize {
+        self.newest.len() + self.oldest.len()
+    }
+}

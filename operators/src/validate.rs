@@ -1,0 +1,827 @@
+//! Validation, levels 1 (format and completeness) and 2 (business logic) of the brief.
+//!
+//! Invariant: validation never stops at the first problem. Every field is checked and every
+//! problem becomes an `Issue` with the field's JSON path. Header problems reject every package
+//! of the manifest; package problems reject only that package. Validation also resolves what
+//! assessment needs (each line's USD value and rate), so a missing FX rate or HTS rate is
+//! reported together with every other problem of the package.
+
+use crate::calendar::{eastern_date, parse_rfc3339};
+use crate::decode::{clip, Field, Json, Part, RawItem, RawItems, RawManifest, RawPackage};
+use crate::error::{Code, Issue, Issues, Path};
+use crate::model::{account_key, Category, Header, Item, Package};
+use crate::money::{parse_decimal, round_cents, AmountError};
+use crate::rates::{Basis, Method, Month};
+use crate::reference::{check_hts, check_s10, is_port, CodeType, S10Error};
+use crate::Operators;
+use ahash::AHashMap;
+use rust_decimal::Decimal;
+
+/// Most items a package may hold (contract §1).
+pub const MAX_ITEMS: usize = 100;
+const MAX_WEIGHT_KG: Decimal = Decimal::from_parts(1000, 0, 0, false, 0);
+const MAX_QUANTITY: u64 = 1_000_000;
+
+/// A required string: reports missing, null, empty or wrongly typed values.
+fn required_str<'a>(
+    f: Field<'a>,
+    path: Path<'_>,
+    name: &str,
+    issues: &mut Issues,
+) -> Option<&'a str> {
+    match f {
+        None => {
+            issues.push(Code::MissingField, path, format!("{name} is missing"));
+            None
+        }
+        Some(Json::Null) => {
+            issues.push(
+                Code::MissingField,
+                path,
+                format!("{name} is null; it is required"),
+            );
+            None
+        }
+        Some(Json::Str(s)) if s.trim().is_empty() => {
+            issues.push(
+                Code::MissingField,
+                path,
+                format!("{name} is empty; it is required"),
+            );
+            None
+        }
+        Some(Json::Str(s)) => Some(s),
+        Some(other) => {
+            issues.push(
+                Code::SchemaViolation,
+                path,
+                format!("{name} must be a string, found {}", other.kind()),
+            );
+            None
+        }
+    }
+}
+
+/// An optional string: absent and null are both "not given".
+fn optional_str<'a>(
+    f: Field<'a>,
+    path: Path<'_>,
+    name: &str,
+    issues: &mut Issues,
+) -> Option<&'a str> {
+    match f {
+        None | Some(Json::Null) => None,
+        Some(Json::Str(s)) => Some(s),
+        Some(other) => {
+            issues.push(
+                Code::SchemaViolation,
+                path,
+                format!("{name} must be a string, found {}", other.kind()),
+            );
+            None
+        }
+    }
+}
+
+/// A required object: `Some(t)` when present and an object.
+fn required_part<'p, T>(
+    p: &'p Part<T>,
+    path: Path<'_>,
+    name: &str,
+    issues: &mut Issues,
+) -> Option<&'p T> {
+    match p {
+        Part::Missing => {
+            issues.push(Code::MissingField, path, format!("{name} is missing"));
+            None
+        }
+        Part::Wrong("null") => {
+            issues.push(
+                Code::MissingField,
+                path,
+                format!("{name} is null; it is required"),
+            );
+            None
+        }
+        Part::Wrong(kind) => {
+            issues.push(
+                Code::SchemaViolation,
+                path,
+                format!("{name} must be an object, found {kind}"),
+            );
+            None
+        }
+        Part::Ok(t) => Some(t),
+    }
+}
+
+/// A decimal given as a string or a JSON number; `None` when missing (already reported).
+fn decimal_text<'a>(
+    f: Field<'a>,
+    path: Path<'_>,
+    name: &str,
+    code: Code,
+    issues: &mut Issues,
+) -> Option<(&'a str, bool)> {
+    match f {
+        None | Some(Json::Null) => {
+            issues.push(Code::MissingField, path, format!("{name} is missing"));
+            None
+        }
+        Some(Json::Str(s)) => Some((s, false)),
+        Some(Json::Num(n)) => Some((n, true)),
+        Some(other) => {
+            issues.push(
+                code,
+                path,
+                format!(
+                    "{name} must be a decimal number or a string such as \"85.00\", found {}",
+                    other.kind()
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn country(
+    ops: &Operators,
+    s: &str,
+    path: Path<'_>,
+    name: &str,
+    issues: &mut Issues,
+) -> Option<crate::reference::Country> {
+    let c = ops.reference.country(s);
+    if c.is_none() {
+        issues.push(
+            Code::InvalidCountry,
+            path,
+            format!(
+                "{name} \"{}\" is not an ISO 3166-1 alpha-2 country code (e.g. DE, CN, GB)",
+                clip(s)
+            ),
+        );
+    }
+    c
+}
+
+/// Validates the manifest header. Echo fields are kept even when invalid.
+pub fn header<'a>(ops: &Operators, m: &RawManifest<'a>) -> Header<'a> {
+    let mut issues = Issues::default();
+    let mut h = Header::default();
+
+    if let Some(id) = required_str(
+        m.manifest_id,
+        Path::Header("$.manifest_id"),
+        "manifest_id",
+        &mut issues,
+    ) {
+        h.manifest_id = Some(id);
+        let ok = (1..=64).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !ok {
+            issues.push(
+                Code::InvalidManifestId,
+                Path::Header("$.manifest_id"),
+                format!("manifest_id \"{}\" must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'", clip(id)),
+            );
+        }
+    }
+
+    if let Some(c) = required_part(
+        &m.carrier,
+        Path::Header("$.carrier"),
+        "carrier",
+        &mut issues,
+    ) {
+        let code = required_str(
+            c.code,
+            Path::Header("$.carrier.code"),
+            "carrier.code",
+            &mut issues,
+        );
+        let code_type = required_str(
+            c.code_type,
+            Path::Header("$.carrier.code_type"),
+            "carrier.code_type",
+            &mut issues,
+        );
+        h.carrier = code;
+        match code_type.map(|t| (t, CodeType::parse(t))) {
+            Some((t, None)) => issues.push(
+                Code::InvalidCarrierCode,
+                Path::Header("$.carrier.code_type"),
+                format!(
+                    "carrier.code_type \"{}\" must be iata, icao or scac",
+                    clip(t)
+                ),
+            ),
+            Some((_, Some(kind))) => {
+                if let Some(code) = code {
+                    if let Err(hint) = kind.check(code) {
+                        issues.push(
+                            Code::InvalidCarrierCode,
+                            Path::Header("$.carrier.code"),
+                            format!("carrier.code \"{}\" is not valid: {hint}", clip(code)),
+                        );
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+
+    if let Some(t) = required_part(&m.trip, Path::Header("$.trip"), "trip", &mut issues) {
+        if let Some(n) = required_str(
+            t.number,
+            Path::Header("$.trip.number"),
+            "trip.number",
+            &mut issues,
+        ) {
+            h.trip_number = Some(n);
+            if n.chars().count() > 16 {
+                issues.push(
+                    Code::InvalidTripNumber,
+                    Path::Header("$.trip.number"),
+                    format!("trip.number \"{}\" is longer than 16 characters", clip(n)),
+                );
+            }
+        }
+        if let Some(c) = required_str(
+            t.departure_country,
+            Path::Header("$.trip.departure_country"),
+            "trip.departure_country",
+            &mut issues,
+        ) {
+            h.departure_country = country(
+                ops,
+                c,
+                Path::Header("$.trip.departure_country"),
+                "trip.departure_country",
+                &mut issues,
+            );
+        }
+        if let Some(p) = required_str(
+            t.port_of_arrival,
+            Path::Header("$.trip.port_of_arrival"),
+            "trip.port_of_arrival",
+            &mut issues,
+        ) {
+            h.port_of_arrival = Some(p);
+            if !is_port(p) {
+                issues.push(
+                    Code::InvalidPort,
+                    Path::Header("$.trip.port_of_arrival"),
+                    format!("trip.port_of_arrival \"{}\" must be 4 digits (district and port, e.g. 4701)", clip(p)),
+                );
+            }
+        }
+        let departure = optional_str(t.departure_time, Path::Header("$.trip.departure_time"), "trip.departure_time", &mut issues).and_then(|s| {
+            let parsed = parse_rfc3339(s);
+            if parsed.is_none() {
+                issues.push(
+                    Code::InvalidDate,
+                    Path::Header("$.trip.departure_time"),
+                    format!("trip.departure_time \"{}\" is not an RFC 3339 time with offset, e.g. 2026-03-02T10:15:00+01:00", clip(s)),
+                );
+            }
+            parsed
+        });
+        if let Some(s) = required_str(
+            t.arrival_time,
+            Path::Header("$.trip.arrival_time"),
+            "trip.arrival_time",
+            &mut issues,
+        ) {
+            match parse_rfc3339(s) {
+                None => issues.push(
+                    Code::InvalidDate,
+                    Path::Header("$.trip.arrival_time"),
+                    format!("trip.arrival_time \"{}\" is not an RFC 3339 time with offset, e.g. 2026-03-02T13:05:00-05:00", clip(s)),
+                ),
+                Some(arrival) => {
+                    if let Some(dep) = departure {
+                        if dep > arrival {
+                            issues.push(
+                                Code::InvalidDate,
+                                Path::Header("$.trip.departure_time"),
+                                format!("trip.departure_time {} is after trip.arrival_time {}", dep.to_rfc3339(), arrival.to_rfc3339()),
+                            );
+                        }
+                    }
+                    let date = eastern_date(arrival);
+                    h.arrival_date = Some(date);
+                    h.month = Some(Month::of(date));
+                    h.regime = ops.rates.regimes.iter().position(|r| r.from <= date && r.to.is_none_or(|t| date <= t));
+                    if h.regime.is_none() {
+                        let first = ops.rates.regimes.first().map(|r| r.from.to_string()).unwrap_or_default();
+                        issues.push(
+                            Code::NoRateRegime,
+                            Path::Header("$.trip.arrival_time"),
+                            format!("no rate regime covers the arrival date {date} (US Eastern); regimes start {first}"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    // The method in force: the carrier's election, when the regime offers it that day.
+    if let (Some(carrier), Some(month), Some(ri), Some(date)) =
+        (h.carrier, h.month, h.regime, h.arrival_date)
+    {
+        let elected = ops.rates.elected_method(carrier, month);
+        let regime = &ops.rates.regimes[ri];
+        h.method = if elected == Method::Specific && !regime.offers_specific(date) {
+            h.warnings.push(Issue::new(
+                Code::SpecificMethodUnavailable,
+                "$.trip.arrival_time",
+                format!("{carrier} elected the specific method for {month}, but {} does not offer it on {date}; assessed ad valorem", regime.id),
+            ));
+            Method::AdValorem
+        } else {
+            elected
+        };
+    }
+    h.errors = issues.0;
+    h
+}
+
+/// Validates one package against the (already validated) header.
+pub fn package<'a>(
+    ops: &Operators,
+    h: &Header<'a>,
+    index: usize,
+    raw: &RawPackage<'a>,
+    raw_items: &[RawItem<'a>],
+) -> Package<'a> {
+    let mut issues = Issues::default();
+    let mut warnings = Vec::new();
+    let p = |rest: &'static str| Path::Package(index, rest);
+    let mut pkg = Package {
+        index: index as u32,
+        tracking_number: None,
+        category: Category::Merchandise,
+        shipper_name: None,
+        shipper_country: None,
+        shipper_key: None,
+        consignee_key: None,
+        weight_kg: None,
+        items: Vec::new(),
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        raw_start: raw.start,
+    };
+    if let Some(kind) = raw.not_object {
+        issues.push(
+            Code::SchemaViolation,
+            p(""),
+            format!("each package must be an object, found {kind}"),
+        );
+        pkg.errors = issues.0;
+        return pkg;
+    }
+
+    if let Some(t) = required_str(
+        raw.tracking_number,
+        p("tracking_number"),
+        "tracking_number",
+        &mut issues,
+    ) {
+        pkg.tracking_number = Some(t);
+        match check_s10(t, &ops.reference) {
+            Ok(()) => {}
+            Err(S10Error::Format(msg)) => {
+                issues.push(Code::InvalidTrackingNumber, p("tracking_number"), msg)
+            }
+            Err(S10Error::CheckDigit { expected, found }) => issues.push(
+                Code::TrackingCheckDigit,
+                p("tracking_number"),
+                format!(
+                    "\"{t}\" has check digit {found}, but its serial {} gives {expected}",
+                    &t[2..10]
+                ),
+            ),
+        }
+    }
+
+    if let Some(c) = optional_str(raw.category, p("category"), "category", &mut issues) {
+        match Category::parse(c) {
+            Some(cat) => pkg.category = cat,
+            None => issues.push(
+                Code::InvalidCategory,
+                p("category"),
+                format!("category \"{}\" must be merchandise, gift, documents, returned_goods or commercial_sample", clip(c)),
+            ),
+        }
+    }
+
+    if let Some(s) = required_part(&raw.shipper, p("shipper"), "shipper", &mut issues) {
+        pkg.shipper_name = required_str(s.name, p("shipper.name"), "shipper.name", &mut issues);
+        if let Some(name) = pkg.shipper_name {
+            if name.chars().count() > 256 {
+                issues.push(
+                    Code::InvalidName,
+                    p("shipper.name"),
+                    "shipper.name is longer than 256 characters",
+                );
+            }
+        }
+        if let Some(c) = required_str(
+            s.country,
+            p("shipper.country"),
+            "shipper.country",
+            &mut issues,
+        ) {
+            pkg.shipper_country =
+                country(ops, c, p("shipper.country"), "shipper.country", &mut issues);
+        }
+        if let (Some(name), Some(c)) = (pkg.shipper_name, pkg.shipper_country) {
+            pkg.shipper_key = Some(account_key(&[name, c.as_str()]));
+        }
+    }
+
+    if let Some(c) = required_part(&raw.consignee, p("consignee"), "consignee", &mut issues) {
+        let name = required_str(c.name, p("consignee.name"), "consignee.name", &mut issues);
+        if name.is_some_and(|n| n.chars().count() > 256) {
+            issues.push(
+                Code::InvalidName,
+                p("consignee.name"),
+                "consignee.name is longer than 256 characters",
+            );
+        }
+        if let Some(a) = required_part(
+            &c.address,
+            p("consignee.address"),
+            "consignee.address",
+            &mut issues,
+        ) {
+            required_str(
+                a.line1,
+                p("consignee.address.line1"),
+                "consignee.address.line1",
+                &mut issues,
+            );
+            required_str(
+                a.city,
+                p("consignee.address.city"),
+                "consignee.address.city",
+                &mut issues,
+            );
+            optional_str(
+                a.state,
+                p("consignee.address.state"),
+                "consignee.address.state",
+                &mut issues,
+            );
+            let postal = required_str(
+                a.postal_code,
+                p("consignee.address.postal_code"),
+                "consignee.address.postal_code",
+                &mut issues,
+            );
+            if let Some(code) = postal {
+                if !is_zip(code) {
+                    issues.push(
+                        Code::InvalidAddress,
+                        p("consignee.address.postal_code"),
+                        format!("consignee.address.postal_code \"{}\" is not a US ZIP code (12207 or 12207-1234)", clip(code)),
+                    );
+                }
+            }
+            if let Some(cc) = required_str(
+                a.country,
+                p("consignee.address.country"),
+                "consignee.address.country",
+                &mut issues,
+            ) {
+                if cc != "US" {
+                    issues.push(
+                        Code::InvalidCountry,
+                        p("consignee.address.country"),
+                        format!("consignee.address.country is \"{}\"; packages on a US manifest are addressed to the US", clip(cc)),
+                    );
+                }
+            }
+            if let (Some(n), Some(z)) = (name, postal) {
+                pkg.consignee_key = Some(account_key(&[n, &z[..z.len().min(5)]]));
+            }
+        }
+    }
+
+    if let Some((text, is_num)) = decimal_text(
+        raw.weight_kg,
+        p("weight_kg"),
+        "weight_kg",
+        Code::InvalidWeight,
+        &mut issues,
+    ) {
+        match parse_decimal(text, 3, is_num) {
+            Ok(w) if w.is_zero() => issues.push(
+                Code::InvalidWeight,
+                p("weight_kg"),
+                "weight_kg must be greater than 0",
+            ),
+            Ok(w) if w > MAX_WEIGHT_KG => issues.push(
+                Code::InvalidWeight,
+                p("weight_kg"),
+                format!("weight_kg {w} is above {MAX_WEIGHT_KG} kg; is it in grams?"),
+            ),
+            Ok(w) => pkg.weight_kg = Some(w),
+            Err(e) => issues.push(
+                Code::InvalidWeight,
+                p("weight_kg"),
+                format!("weight_kg {}", e.describe(text)),
+            ),
+        }
+    }
+
+    let regime = h.regime.map(|ri| &ops.rates.regimes[ri]);
+    match raw.items {
+        RawItems::Missing => issues.push(
+            Code::MissingField,
+            p("items"),
+            "items is missing; a package lists 1 to 100 items",
+        ),
+        RawItems::Wrong(kind) => issues.push(
+            Code::SchemaViolation,
+            p("items"),
+            format!("items must be an array of item objects, found {kind}"),
+        ),
+        RawItems::Range(a, b) => {
+            let list = &raw_items[a as usize..b as usize];
+            if list.is_empty() {
+                issues.push(
+                    Code::SchemaViolation,
+                    p("items"),
+                    "items is empty; a package lists 1 to 100 items",
+                );
+            } else if list.len() > MAX_ITEMS {
+                issues.push(
+                    Code::SchemaViolation,
+                    p("items"),
+                    format!(
+                        "items has {} entries; a package lists at most {MAX_ITEMS}",
+                        list.len()
+                    ),
+                );
+            } else {
+                pkg.items.reserve_exact(list.len());
+                for (j, raw_item) in list.iter().enumerate() {
+                    if let Some(item) = item(ops, h, regime, index, j, raw_item, &mut issues) {
+                        pkg.items.push(item);
+                    }
+                }
+            }
+        }
+    }
+
+    // Level 2 on the whole package, once its items are resolved.
+    if issues.is_empty() {
+        let total = pkg.value_usd();
+        if let Some(max) = regime.and_then(|r| r.max_package_value_usd) {
+            if total > max {
+                issues.push(
+                    Code::ValueAbovePostalLimit,
+                    p("items"),
+                    format!("the package is valued {} USD, above the {} USD limit of postal entry; it needs a formal entry", round_cents(total), max),
+                );
+            }
+        }
+        if total.is_zero()
+            && matches!(
+                pkg.category,
+                Category::Merchandise | Category::CommercialSample
+            )
+        {
+            warnings.push(Issue::new(
+                Code::ZeroDeclaredValue,
+                p("items").render(),
+                "every item is declared at 0; merchandise normally has a value",
+            ));
+        }
+    }
+    pkg.errors = issues.0;
+    pkg.warnings = warnings;
+    pkg
+}
+
+fn is_zip(z: &str) -> bool {
+    let b = z.as_bytes();
+    (b.len() == 5 && b.iter().all(u8::is_ascii_digit))
+        || (b.len() == 10
+            && b[..5].iter().all(u8::is_ascii_digit)
+            && b[5] == b'-'
+            && b[6..].iter().all(u8::is_ascii_digit))
+}
+
+/// Validates one item and resolves its USD value and rate (when the header allows).
+fn item<'a>(
+    ops: &Operators,
+    h: &Header<'a>,
+    regime: Option<&crate::rates::Regime>,
+    p: usize,
+    j: usize,
+    raw: &RawItem<'a>,
+    issues: &mut Issues,
+) -> Option<Item<'a>> {
+    let at = |rest: &'static str| Path::Item(p, j, rest);
+    if let Some(kind) = raw.not_object {
+        issues.push(
+            Code::SchemaViolation,
+            at(""),
+            format!("each item must be an object, found {kind}"),
+        );
+        return None;
+    }
+    let before = issues.len();
+    let description = required_str(raw.description, at("description"), "description", issues);
+    if let Some(d) = description {
+        let n = d.trim().chars().count();
+        if !(3..=256).contains(&n) {
+            issues.push(
+                Code::InvalidDescription,
+                at("description"),
+                format!(
+                    "description has {n} characters; describe the goods in 3 to 256 characters"
+                ),
+            );
+        }
+    }
+
+    let hts_required = regime.is_some_and(|r| r.hts_required);
+    let hts = if hts_required {
+        required_str(raw.hts, at("hts"), "hts", issues).map(|s| (s, true))
+    } else {
+        optional_str(raw.hts, at("hts"), "hts", issues).map(|s| (s, false))
+    };
+    let digits: &[usize] = regime.map_or(&[6, 10], |r| r.hts_digits.as_slice());
+    let hts = hts.and_then(|(s, required)| match check_hts(s, digits) {
+        Ok(()) => Some(s),
+        Err(msg) => {
+            let why = if required {
+                format!(
+                    "hts {msg}; {} requires the 10-digit HTS number",
+                    regime.map_or("", |r| r.id.as_str())
+                )
+            } else {
+                format!("hts {msg}")
+            };
+            issues.push(Code::InvalidHts, at("hts"), why);
+            None
+        }
+    });
+
+    let origin = required_str(
+        raw.origin_country,
+        at("origin_country"),
+        "origin_country",
+        issues,
+    )
+    .and_then(|c| country(ops, c, at("origin_country"), "origin_country", issues));
+
+    let quantity = match raw.quantity {
+        None | Some(Json::Null) => {
+            issues.push(Code::MissingField, at("quantity"), "quantity is missing");
+            None
+        }
+        Some(Json::Num(n)) => match n.parse::<u64>() {
+            Ok(q) if (1..=MAX_QUANTITY).contains(&q) => Some(q as u32),
+            Ok(q) => {
+                issues.push(
+                    Code::InvalidQuantity,
+                    at("quantity"),
+                    format!("quantity {q} must be between 1 and {MAX_QUANTITY}"),
+                );
+                None
+            }
+            Err(_) => {
+                issues.push(
+                    Code::InvalidQuantity,
+                    at("quantity"),
+                    format!("quantity {} must be a whole number of at least 1", clip(n)),
+                );
+                None
+            }
+        },
+        Some(other) => {
+            issues.push(
+                Code::SchemaViolation,
+                at("quantity"),
+                format!("quantity must be an integer number, found {}", other.kind()),
+            );
+            None
+        }
+    };
+
+    let currency = required_str(raw.currency, at("currency"), "currency", issues).and_then(|c| {
+        let cur = ops.reference.currency(c);
+        if cur.is_none() {
+            issues.push(
+                Code::InvalidCurrency,
+                at("currency"),
+                format!(
+                    "currency \"{}\" is not an ISO 4217 currency code (e.g. USD, EUR)",
+                    clip(c)
+                ),
+            );
+        }
+        cur
+    });
+
+    let value = decimal_text(raw.value, at("value"), "value", Code::InvalidValue, issues).and_then(
+        |(text, is_num)| {
+            let places = currency.map_or(4, |c| u32::from(c.minor_units));
+            match parse_decimal(text, places, is_num) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    let mut msg = format!("value {}", e.describe(text));
+                    if let (AmountError::TooManyDecimals { .. }, Some(c)) = (&e, currency) {
+                        msg.push_str(&format!(" for {}", c.as_str()));
+                    }
+                    issues.push(Code::InvalidValue, at("value"), msg);
+                    None
+                }
+            }
+        },
+    );
+
+    // Resolve FX and rate: only meaningful with a valid arrival date and regime.
+    let (Some(date), Some(regime)) = (h.arrival_date, regime) else {
+        return None;
+    };
+    let usd_per_unit = currency.and_then(|c| {
+        let fx = ops.rates.usd_per_unit(c, date);
+        if fx.is_none() {
+            issues.push(
+                Code::UnknownFxRate,
+                at("currency"),
+                format!("no {} to USD rate is on file for {date}; send the value in USD or ask for the rate to be added", c.as_str()),
+            );
+        }
+        fx
+    });
+    let rate = match &regime.basis {
+        Basis::Flat(r) => Some(*r),
+        Basis::OriginTable => origin.and_then(|o| regime.origin_rate(o, date)),
+        Basis::HtsTable => hts.and_then(|code| {
+            let r = regime.hts_rate(code);
+            if r.is_none() {
+                issues.push(
+                    Code::NoHtsRate,
+                    at("hts"),
+                    format!(
+                        "hts {code} has no rate in the {} rate table; check the number",
+                        regime.id
+                    ),
+                );
+            }
+            r
+        }),
+    };
+    if issues.len() != before {
+        return None;
+    }
+    let (description, origin, quantity, value, currency, usd_per_unit, rate) = (
+        description?,
+        origin?,
+        quantity?,
+        value?,
+        currency?,
+        usd_per_unit?,
+        rate?,
+    );
+    Some(Item {
+        index: j as u32,
+        description,
+        hts,
+        origin,
+        quantity,
+        value,
+        currency,
+        value_usd: round_cents(value * usd_per_unit),
+        rate,
+    })
+}
+
+/// Marks later occurrences of a tracking number within one manifest: the first one wins.
+pub fn mark_duplicates(packages: &mut [Package<'_>]) {
+    let mut first: AHashMap<&str, u32> = AHashMap::with_capacity(packages.len());
+    for pkg in packages.iter_mut() {
+        let Some(t) = pkg.tracking_number else {
+            continue;
+        };
+        match first.get(t) {
+            Some(&at) => pkg.errors.push(Issue::new(
+                Code::DuplicateTrackingNumber,
+                Path::Package(pkg.index as usize, "tracking_number").render(),
+                format!("{t} already appears at $.packages[{at}] of this manifest; the first occurrence is kept"),
+            )),
+            None => {
+                first.insert(t, pkg.index);
+            }
+        }
+    }
+}
