@@ -128,6 +128,8 @@ pub struct RawPackage<'a> {
 /// A decoded manifest: the header fields and every package, as sent.
 #[derive(Debug, Clone, Default)]
 pub struct RawManifest<'a> {
+    /// Byte offset of the `packages` array in the message.
+    pub packages_at: u32,
     pub manifest_id: Field<'a>,
     pub carrier: Part<RawCarrier<'a>>,
     pub trip: Part<RawTrip<'a>>,
@@ -397,6 +399,7 @@ impl<'a> Doc<'_, 'a> {
                 ))
             }
         };
+        m.packages_at = self.positions[packages_at];
         let count = self.array_len(packages_at);
         if count == 0 {
             return Err(Issue::new(

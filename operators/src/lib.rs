@@ -108,7 +108,11 @@ impl Operators {
                 }
             })
             .collect();
-        Outcome::Manifest(ManifestOutcome { header, packages })
+        Outcome::Manifest(ManifestOutcome {
+            packages_at: manifest.packages_at,
+            header,
+            packages,
+        })
     }
 
     fn consignee_counts(&self, packages: &[model::Package<'_>]) -> AHashMap<u64, u32> {

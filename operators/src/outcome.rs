@@ -30,6 +30,8 @@ impl PackageOutcome<'_> {
 /// The outcome of a decodable manifest: its header and one outcome per package, in order.
 #[derive(Debug, Clone)]
 pub struct ManifestOutcome<'a> {
+    /// Byte offset of the `packages` array in the message (for dead-letter records).
+    pub packages_at: u32,
     pub header: Header<'a>,
     pub packages: Vec<PackageOutcome<'a>>,
 }

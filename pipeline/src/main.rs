@@ -1,6 +1,13 @@
 //! The `dutyflow` binary: a thin command line over the operators and the pipeline.
 
+mod batch;
+mod broker;
+mod dlq;
 mod file_mode;
+mod service;
+mod settings;
+mod store;
+mod totals;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -31,6 +38,74 @@ enum Command {
         #[arg(value_name = "FILE")]
         files: Vec<String>,
     },
+    /// The streaming service: consume manifests, publish assessments and dead letters, and
+    /// accumulate monthly totals exactly once.
+    Run {
+        /// Service configuration (TOML); environment variables DUTYFLOW_* override it.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// A standalone local Kafka-protocol broker (librdkafka's mock cluster) that prints its
+    /// bootstrap address and runs until stopped.
+    DevBroker {
+        /// Partitions of each topic.
+        #[arg(long, default_value_t = 8)]
+        partitions: i32,
+        /// Number of mock brokers.
+        #[arg(long, default_value_t = 1)]
+        brokers: i32,
+        /// Topics to create.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "manifests,assessments,manifests.dlq"
+        )]
+        topics: Vec<String>,
+    },
+    /// Sends manifests (JSON Lines, one per line) to the input topic of a running broker.
+    Produce {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[arg(value_name = "FILE")]
+        files: Vec<String>,
+    },
+    /// Monthly totals from the store, per carrier, month, regime and method.
+    Totals {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Only this carrier.
+        #[arg(long)]
+        carrier: Option<String>,
+        /// Only this month (YYYY-MM).
+        #[arg(long)]
+        month: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = totals::Format::Table)]
+        format: totals::Format,
+    },
+}
+
+/// Set when SIGINT or SIGTERM arrives.
+fn shutdown_flag() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, flag.clone())
+            .context("cannot install the signal handler")?;
+    }
+    Ok(flag)
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DUTYFLOW_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }
 
 fn load_operators(dir: Option<PathBuf>) -> Result<Operators> {
@@ -71,6 +146,91 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 "dutyflow: {} message(s): {} package(s) accepted, {} rejected",
                 counts.messages, counts.accepted, counts.rejected
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { config } => {
+            let settings = settings::Settings::load(config.as_deref())?;
+            init_logging(settings.metrics.log_format == "json");
+            let ops = std::sync::Arc::new(load_operators(cli.config_dir)?);
+            let shutdown = shutdown_flag()?;
+            let k = &settings.kafka;
+            let embedded = if k.brokers.is_empty() {
+                let b = broker::EmbeddedBroker::start(
+                    1,
+                    &[&k.input_topic, &k.assessments_topic, &k.dlq_topic],
+                    k.embedded_partitions,
+                )?;
+                tracing::info!(bootstrap = %b.bootstrap_servers(), "no brokers configured: started an embedded broker");
+                Some(b)
+            } else {
+                None
+            };
+            let brokers = embedded.as_ref().map_or_else(
+                || k.brokers.clone(),
+                broker::EmbeddedBroker::bootstrap_servers,
+            );
+            if settings.pipeline.workers > 0 {
+                let _ = rayon::ThreadPoolBuilder::new()
+                    .num_threads(settings.pipeline.workers)
+                    .build_global();
+            }
+            service::run(
+                &settings,
+                ops,
+                &brokers,
+                shutdown,
+                std::sync::Arc::new(service::Stats::default()),
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DevBroker {
+            partitions,
+            brokers,
+            topics,
+        } => {
+            let shutdown = shutdown_flag()?;
+            let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+            let b = broker::EmbeddedBroker::start(brokers, &names, partitions)?;
+            println!("{}", b.bootstrap_servers());
+            eprintln!("dutyflow dev-broker: listening on {} with topics {} ({partitions} partitions each); Ctrl-C stops it", b.bootstrap_servers(), topics.join(", "));
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            while !shutdown.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Produce { config, files } => {
+            let settings = settings::Settings::load(config.as_deref())?;
+            if settings.kafka.brokers.is_empty() {
+                anyhow::bail!("no brokers configured; set DUTYFLOW_KAFKA_BROKERS to the address `dutyflow dev-broker` printed");
+            }
+            let n = service::produce_files(&settings, &files)?;
+            eprintln!(
+                "dutyflow: sent {n} manifest(s) to {}",
+                settings.kafka.input_topic
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Totals {
+            config,
+            carrier,
+            month,
+            format,
+        } => {
+            let settings = settings::Settings::load(config.as_deref())?;
+            let ops = load_operators(cli.config_dir)?;
+            let path = settings.store_path()?;
+            if !path.exists() {
+                anyhow::bail!(
+                    "no store at {}; run the service first or set store.url",
+                    path.display()
+                );
+            }
+            let store = store::Store::open_sqlite(&path)?;
+            let rows = store.totals(carrier.as_deref(), month.as_deref())?;
+            let mut out = std::io::stdout().lock();
+            totals::print(&mut out, &rows, &ops, format)?;
             Ok(ExitCode::SUCCESS)
         }
     }

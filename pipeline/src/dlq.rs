@@ -1,0 +1,192 @@
+//! Dead-letter records (`dlq/v1`, contract §3): one per rejected package or undecodable
+//! message, with enough to fix and replay without the original topic.
+
+use base64::Engine;
+use dutyflow_operators::decode::value_slice;
+use dutyflow_operators::encode::write_str;
+use dutyflow_operators::error::Issue;
+
+pub const H_CODE: &str = "dutyflow.error.code";
+pub const H_STAGE: &str = "dutyflow.error.stage";
+pub const H_TOPIC: &str = "dutyflow.source.topic";
+pub const H_PARTITION: &str = "dutyflow.source.partition";
+pub const H_OFFSET: &str = "dutyflow.source.offset";
+pub const H_REPLAY: &str = "dutyflow.replay.count";
+
+/// Where a message came from.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub replay_count: u32,
+}
+
+/// One record for the dead-letter topic: key, headers, value.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub key: Vec<u8>,
+    pub code: &'static str,
+    pub stage: &'static str,
+    pub value: Vec<u8>,
+}
+
+impl DeadLetter {
+    pub fn headers(&self, source: &Source) -> [(&'static str, String); 6] {
+        [
+            (H_CODE, self.code.to_string()),
+            (H_STAGE, self.stage.to_string()),
+            (H_TOPIC, source.topic.clone()),
+            (H_PARTITION, source.partition.to_string()),
+            (H_OFFSET, source.offset.to_string()),
+            (H_REPLAY, source.replay_count.to_string()),
+        ]
+    }
+}
+
+fn write_source(out: &mut Vec<u8>, s: &Source) {
+    out.extend_from_slice(b"\"source\":{\"topic\":");
+    write_str(out, &s.topic);
+    out.extend_from_slice(
+        format!(
+            ",\"partition\":{},\"offset\":{},\"key\":",
+            s.partition, s.offset
+        )
+        .as_bytes(),
+    );
+    match s.key.as_deref().map(std::str::from_utf8) {
+        Some(Ok(k)) => write_str(out, k),
+        Some(Err(_)) => write_str(
+            out,
+            &base64::engine::general_purpose::STANDARD.encode(s.key.as_deref().unwrap_or_default()),
+        ),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(format!("}},\"replay_count\":{}", s.replay_count).as_bytes());
+}
+
+fn write_errors(out: &mut Vec<u8>, errors: &[Issue]) {
+    out.push(b'[');
+    for (i, e) in errors.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"code\":\"");
+        out.extend_from_slice(e.code.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"stage\":\"");
+        out.extend_from_slice(e.code.stage().as_str().as_bytes());
+        out.extend_from_slice(b"\",\"field\":");
+        write_str(out, &e.field);
+        out.extend_from_slice(b",\"message\":");
+        write_str(out, &e.message);
+        out.push(b'}');
+    }
+    out.push(b']');
+}
+
+/// The manifest exactly as sent, with its `packages` array cut down to the one package at
+/// `package_start`: a ready-to-replay `manifest/v1`.
+pub fn one_package_manifest(raw: &[u8], packages_at: usize, package_start: usize) -> Vec<u8> {
+    let array = value_slice(raw, packages_at);
+    let package = value_slice(raw, package_start);
+    let mut out = Vec::with_capacity(raw.len().min(packages_at + package.len() + 64));
+    out.extend_from_slice(&raw[..packages_at]);
+    out.push(b'[');
+    out.extend_from_slice(package);
+    out.push(b']');
+    out.extend_from_slice(&raw[packages_at + array.len()..]);
+    out
+}
+
+/// The dead letter of one rejected package.
+pub fn package_record(
+    source: &Source,
+    raw: &[u8],
+    packages_at: usize,
+    package_index: u32,
+    package_start: usize,
+    tracking: Option<&str>,
+    errors: &[Issue],
+) -> DeadLetter {
+    let primary = &errors[0];
+    let mut v = Vec::with_capacity(512 + raw.len().min(4096));
+    v.extend_from_slice(b"{\"schema\":\"dlq/v1\",\"code\":\"");
+    v.extend_from_slice(primary.code.as_str().as_bytes());
+    v.extend_from_slice(b"\",\"stage\":\"");
+    v.extend_from_slice(primary.code.stage().as_str().as_bytes());
+    v.extend_from_slice(b"\",\"errors\":");
+    write_errors(&mut v, errors);
+    v.push(b',');
+    write_source(&mut v, source);
+    v.extend_from_slice(
+        format!(",\"package_index\":{package_index},\"tracking_number\":").as_bytes(),
+    );
+    match tracking {
+        Some(t) => write_str(&mut v, t),
+        None => v.extend_from_slice(b"null"),
+    }
+    v.extend_from_slice(b",\"manifest\":");
+    v.extend_from_slice(&one_package_manifest(raw, packages_at, package_start));
+    v.push(b'}');
+    let key = tracking
+        .map(|t| t.as_bytes().to_vec())
+        .or_else(|| source.key.clone())
+        .unwrap_or_default();
+    DeadLetter {
+        key,
+        code: primary.code.as_str(),
+        stage: primary.code.stage().as_str(),
+        value: v,
+    }
+}
+
+/// The dead letter of a message that could not be read as a manifest: its raw bytes.
+pub fn message_record(source: &Source, raw: &[u8], issue: &Issue) -> DeadLetter {
+    let mut v = Vec::with_capacity(256 + raw.len() * 2);
+    v.extend_from_slice(b"{\"schema\":\"dlq/v1\",\"code\":\"");
+    v.extend_from_slice(issue.code.as_str().as_bytes());
+    v.extend_from_slice(b"\",\"stage\":\"");
+    v.extend_from_slice(issue.code.stage().as_str().as_bytes());
+    v.extend_from_slice(b"\",\"errors\":");
+    write_errors(&mut v, std::slice::from_ref(issue));
+    v.push(b',');
+    write_source(&mut v, source);
+    v.extend_from_slice(b",\"package_index\":null,\"tracking_number\":null,\"raw_base64\":");
+    write_str(
+        &mut v,
+        &base64::engine::general_purpose::STANDARD.encode(raw),
+    );
+    v.extend_from_slice(b",\"raw_text\":");
+    match std::str::from_utf8(raw) {
+        Ok(text) => write_str(&mut v, text),
+        Err(_) => v.extend_from_slice(b"null"),
+    }
+    v.push(b'}');
+    DeadLetter {
+        key: source.key.clone().unwrap_or_default(),
+        code: issue.code.as_str(),
+        stage: issue.code.stage().as_str(),
+        value: v,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_package_manifest_keeps_the_header_as_sent() {
+        let raw =
+            br#"{"schema":"manifest/v1","packages":[{"a":1},{"b":[2,{"c":"]"}]}],"trip":{"x":1}}"#;
+        let packages_at = raw.windows(2).position(|w| w == b":[").unwrap() + 1;
+        let second = raw.windows(4).position(|w| w == b"{\"b\"").unwrap();
+        let one = one_package_manifest(raw, packages_at, second);
+        assert_eq!(
+            std::str::from_utf8(&one).unwrap(),
+            r#"{"schema":"manifest/v1","packages":[{"b":[2,{"c":"]"}]}],"trip":{"x":1}}"#
+        );
+        let v: serde_json::Value = serde_json::from_slice(&one).unwrap();
+        assert_eq!(v["packages"].as_array().unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,624 @@
+//! The streaming service (`dutyflow run`): consume manifests, assess, publish, and commit the
+//! monthly totals exactly once.
+//!
+//! Three stages joined by bounded channels, so memory stays flat whatever the backlog:
+//! 1. **consume** (this thread): polls the group consumer and closes batches; on assignment it
+//!    seeks to the offsets held in the store; on revocation it waits until every in-flight
+//!    batch has committed or been abandoned.
+//! 2. **assess**: the operators on the rayon pool; account history in input order.
+//! 3. **commit**: one store transaction per batch that checks and moves the batch's offsets,
+//!    applies amendments, 12-month duplicates and totals, and publishes assessments and dead
+//!    letters (delivered before the commit: outputs are at least once). Broker and store errors
+//!    are retried with backoff; they never dead-letter a package.
+
+use crate::batch::{self, AssessedBatch, Batch, InputMessage};
+use crate::dlq::{Source, H_REPLAY};
+use crate::settings::Settings;
+use crate::store::{CommitOutcome, PartitionRange, Store};
+use anyhow::{Context, Result};
+use dutyflow_operators::risk::AccountHistory;
+use dutyflow_operators::Operators;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Counters of what the service committed (the demo's summary reads them).
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub messages: AtomicU64,
+    pub packages: AtomicU64,
+    pub accepted: AtomicU64,
+    pub rejected: AtomicU64,
+    pub batches: AtomicU64,
+    pub by_code: Mutex<HashMap<String, u64>>,
+    pub assigned: AtomicBool,
+}
+
+/// Batches handed to the assess stage and not yet committed or abandoned.
+#[derive(Default)]
+struct InFlight {
+    count: Mutex<usize>,
+    zero: Condvar,
+}
+
+impl InFlight {
+    fn add(&self) {
+        *self.count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+    }
+    fn done(&self) {
+        let mut c = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        *c = c.saturating_sub(1);
+        if *c == 0 {
+            self.zero.notify_all();
+        }
+    }
+    fn wait_zero(&self) {
+        let mut c = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        while *c > 0 {
+            c = self.zero.wait(c).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// Consumer context: seeks to the store's offsets on assignment, drains on revocation.
+struct GroupContext {
+    store_path: PathBuf,
+    group: String,
+    /// Next expected offset per partition (the store's, then advanced as batches close).
+    positions: Mutex<HashMap<(String, i32), i64>>,
+    generation: AtomicU64,
+    in_flight: Arc<InFlight>,
+    stats: Arc<Stats>,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let mut positions = self.positions.lock().unwrap_or_else(|e| e.into_inner());
+                positions.clear();
+                let stored = loop {
+                    match self.stored_offsets(tpl) {
+                        Ok(s) => break s,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot read offsets from the store; retrying");
+                            std::thread::sleep(Duration::from_millis(500));
+                        }
+                    }
+                };
+                for elem in tpl.elements() {
+                    let key = (elem.topic().to_string(), elem.partition());
+                    let next = stored.get(&key).copied().unwrap_or(-1);
+                    positions.insert(key, next);
+                }
+                for ((topic, partition), next) in positions.iter() {
+                    let offset = if *next >= 0 {
+                        Offset::Offset(*next)
+                    } else {
+                        Offset::Beginning
+                    };
+                    let _ = tpl.set_partition_offset(topic, *partition, offset);
+                }
+                self.generation.fetch_add(1, Ordering::SeqCst);
+                if let Err(e) = consumer.assign(tpl) {
+                    tracing::error!(error = %e, "assigning partitions failed");
+                }
+                self.stats
+                    .assigned
+                    .store(!positions.is_empty(), Ordering::SeqCst);
+                tracing::info!(
+                    partitions = positions.len(),
+                    "partitions assigned; resuming from the store's offsets"
+                );
+            }
+            _ => {
+                // Revocation (or a rebalance error): let every in-flight batch finish first.
+                self.generation.fetch_add(1, Ordering::SeqCst);
+                self.in_flight.wait_zero();
+                self.positions
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clear();
+                self.stats.assigned.store(false, Ordering::SeqCst);
+                if let Err(e) = consumer.unassign() {
+                    tracing::warn!(error = %e, "unassign failed");
+                }
+                tracing::info!("partitions revoked after in-flight batches drained");
+            }
+        }
+    }
+}
+
+impl GroupContext {
+    fn stored_offsets(&self, tpl: &TopicPartitionList) -> Result<HashMap<(String, i32), i64>> {
+        let store = Store::open_sqlite(&self.store_path)?;
+        let mut out = HashMap::new();
+        let mut topics: Vec<String> = tpl
+            .elements()
+            .iter()
+            .map(|e| e.topic().to_string())
+            .collect();
+        topics.dedup();
+        for topic in topics {
+            for (p, next) in store.offsets(&self.group, &topic)? {
+                out.insert((topic.clone(), p), next);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Producer context: counts failed deliveries so a batch can be retried.
+#[derive(Default)]
+struct DeliveryContext {
+    failed: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for DeliveryContext {}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+            *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+        }
+    }
+}
+
+/// A librdkafka client configuration with the settings' pass-through properties.
+pub fn client_config(settings: &Settings, brokers: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers);
+    for (k, v) in &settings.kafka.properties {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Runs the service until `shutdown` is set. `brokers` is the resolved bootstrap list.
+pub fn run(
+    settings: &Settings,
+    ops: Arc<Operators>,
+    brokers: &str,
+    shutdown: Arc<AtomicBool>,
+    stats: Arc<Stats>,
+) -> Result<()> {
+    let store_path = settings.store_path()?;
+    // Open once up front: creates the file and applies migrations, or fails clearly.
+    let store = Store::open_sqlite(&store_path)?;
+    let in_flight = Arc::new(InFlight::default());
+    let ctx = GroupContext {
+        store_path: store_path.clone(),
+        group: settings.kafka.group_id.clone(),
+        positions: Mutex::new(HashMap::new()),
+        generation: AtomicU64::new(0),
+        in_flight: in_flight.clone(),
+        stats: stats.clone(),
+    };
+    let consumer: Arc<BaseConsumer<GroupContext>> = Arc::new(
+        client_config(settings, brokers)
+            .set("group.id", &settings.kafka.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("partition.assignment.strategy", "range,roundrobin")
+            .set(
+                "queued.max.messages.kbytes",
+                settings.pipeline.consumer_queue_kbytes.to_string(),
+            )
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .create_with_context(ctx)
+            .context("cannot create the Kafka consumer")?,
+    );
+    consumer
+        .subscribe(&[&settings.kafka.input_topic])
+        .context("cannot subscribe to the input topic")?;
+    let producer: ThreadedProducer<DeliveryContext> = client_config(settings, brokers)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .set("message.timeout.ms", "30000")
+        .create_with_context(DeliveryContext::default())
+        .context("cannot create the Kafka producer")?;
+    let producer = Arc::new(producer);
+
+    let cap = settings.pipeline.max_in_flight_batches;
+    let (to_assess, assess_rx): (SyncSender<Batch>, Receiver<Batch>) = sync_channel(cap);
+    let (to_commit, commit_rx): (SyncSender<AssessedBatch>, Receiver<AssessedBatch>) =
+        sync_channel(1);
+    let resync = Arc::new(AtomicBool::new(false));
+
+    let assess_ops = ops.clone();
+    let assess_stage = std::thread::Builder::new()
+        .name("dutyflow-assess".into())
+        .spawn(move || {
+            let mut history = AccountHistory::default();
+            for b in assess_rx {
+                let assessed = batch::assess(&assess_ops, &mut history, b);
+                if to_commit.send(assessed).is_err() {
+                    break;
+                }
+            }
+        })?;
+
+    let commit_stage = {
+        let (settings, in_flight, resync, shutdown, stats, consumer, producer) = (
+            settings.clone(),
+            in_flight.clone(),
+            resync.clone(),
+            shutdown.clone(),
+            stats.clone(),
+            consumer.clone(),
+            producer.clone(),
+        );
+        std::thread::Builder::new()
+            .name("dutyflow-commit".into())
+            .spawn(move || {
+                let mut store = store;
+                for mut b in commit_rx {
+                    if !resync.load(Ordering::SeqCst) {
+                        commit_with_retry(
+                            &settings, &mut store, &producer, &consumer, &mut b, &resync,
+                            &shutdown, &stats,
+                        );
+                    }
+                    in_flight.done();
+                }
+            })?
+    };
+
+    consume_loop(
+        settings, &consumer, &to_assess, &in_flight, &resync, &shutdown,
+    );
+    drop(to_assess);
+    let _ = assess_stage.join();
+    let _ = commit_stage.join();
+    // Leave the group cleanly: revocation runs with nothing in flight.
+    consumer.unsubscribe();
+    let _ = producer.flush(Duration::from_secs(10));
+    tracing::info!("dutyflow stopped: in-flight batches committed, group left");
+    Ok(())
+}
+
+fn consume_loop(
+    settings: &Settings,
+    consumer: &BaseConsumer<GroupContext>,
+    to_assess: &SyncSender<Batch>,
+    in_flight: &InFlight,
+    resync: &AtomicBool,
+    shutdown: &AtomicBool,
+) {
+    let ctx = consumer.context();
+    let max_messages = settings.pipeline.batch_max_messages;
+    let max_wait = Duration::from_millis(settings.pipeline.batch_max_wait_ms);
+    let mut batch = Batch::default();
+    let mut opened: Option<Instant> = None;
+    let mut generation = ctx.generation.load(Ordering::SeqCst);
+    while !shutdown.load(Ordering::SeqCst) {
+        if resync.load(Ordering::SeqCst) {
+            // Another member moved one of our offsets: drop what we hold, wait for the
+            // pipeline to drain, and start again from the store.
+            batch = Batch::default();
+            opened = None;
+            in_flight.wait_zero();
+            reseek(consumer);
+            generation = ctx.generation.load(Ordering::SeqCst);
+            resync.store(false, Ordering::SeqCst);
+        }
+        let polled = consumer.poll(Duration::from_millis(50));
+        let current = ctx.generation.load(Ordering::SeqCst);
+        if current != generation {
+            // The assignment changed while we held messages: they belong to the old one.
+            batch = Batch::default();
+            opened = None;
+            generation = current;
+        }
+        match polled {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
+            Some(Err(e)) => tracing::warn!(error = %e, "consumer error; librdkafka retries"),
+            Some(Ok(m)) => {
+                let key = (m.topic().to_string(), m.partition());
+                let mut positions = ctx.positions.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(expected) = positions.get(&key).copied() else {
+                    continue;
+                };
+                positions.insert(key.clone(), m.offset() + 1);
+                drop(positions);
+                match batch
+                    .ranges
+                    .iter_mut()
+                    .find(|r| r.topic == key.0 && r.partition == key.1)
+                {
+                    Some(r) => r.next = m.offset() + 1,
+                    None => batch.ranges.push(PartitionRange {
+                        topic: key.0.clone(),
+                        partition: key.1,
+                        expected,
+                        next: m.offset() + 1,
+                    }),
+                }
+                let replay_count = m
+                    .headers()
+                    .and_then(|h| {
+                        h.iter()
+                            .find(|h| h.key == H_REPLAY)
+                            .and_then(|h| h.value)
+                            .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+                    })
+                    .unwrap_or(0);
+                batch.messages.push(InputMessage {
+                    source: Source {
+                        topic: key.0,
+                        partition: key.1,
+                        offset: m.offset(),
+                        key: m.key().map(<[u8]>::to_vec),
+                        replay_count,
+                    },
+                    payload: m.payload().unwrap_or_default().to_vec(),
+                    timestamp_ms: m.timestamp().to_millis(),
+                });
+                opened.get_or_insert_with(Instant::now);
+            }
+        }
+        let due =
+            opened.is_some_and(|t| t.elapsed() >= max_wait) || batch.messages.len() >= max_messages;
+        if due && !batch.messages.is_empty() {
+            in_flight.add();
+            if to_assess.send(std::mem::take(&mut batch)).is_err() {
+                in_flight.done();
+                return;
+            }
+            opened = None;
+        }
+    }
+    if !batch.messages.is_empty() {
+        in_flight.add();
+        if to_assess.send(batch).is_err() {
+            in_flight.done();
+        }
+    }
+}
+
+/// Seeks every assigned partition back to the store's offset.
+fn reseek(consumer: &BaseConsumer<GroupContext>) {
+    let ctx = consumer.context();
+    let Ok(assignment) = consumer.assignment() else {
+        return;
+    };
+    let stored = match ctx.stored_offsets(&assignment) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read offsets for resync");
+            return;
+        }
+    };
+    let mut positions = ctx.positions.lock().unwrap_or_else(|e| e.into_inner());
+    for elem in assignment.elements() {
+        let key = (elem.topic().to_string(), elem.partition());
+        let next = stored.get(&key).copied().unwrap_or(-1);
+        let offset = if next >= 0 {
+            Offset::Offset(next)
+        } else {
+            Offset::Beginning
+        };
+        if let Err(e) = consumer.seek(&key.0, key.1, offset, Duration::from_secs(5)) {
+            tracing::warn!(error = %e, partition = key.1, "seek failed");
+        }
+        positions.insert(key, next);
+    }
+    tracing::info!("resynchronised with the store after another member committed our partitions");
+}
+
+#[allow(clippy::too_many_arguments)]
+fn commit_with_retry(
+    settings: &Settings,
+    store: &mut Store,
+    producer: &ThreadedProducer<DeliveryContext>,
+    consumer: &BaseConsumer<GroupContext>,
+    b: &mut AssessedBatch,
+    resync: &AtomicBool,
+    shutdown: &AtomicBool,
+    stats: &Stats,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let mut records = std::mem::take(&mut b.records);
+        let ranges = b.ranges.clone();
+        let outcome = store.commit_batch(
+            &settings.kafka.group_id,
+            &ranges,
+            &mut records,
+            |records, rejections| {
+                b.records = records.to_vec();
+                for r in rejections {
+                    batch::apply_store_rejection(
+                        b,
+                        r.manifest,
+                        r.package,
+                        &r.other_manifest_id,
+                        &r.other_arrival_date,
+                    );
+                }
+                publish(settings, producer, b)
+            },
+        );
+        match outcome {
+            Ok(CommitOutcome::Committed) => {
+                record_stats(stats, b);
+                let mut tpl = TopicPartitionList::new();
+                for r in &b.ranges {
+                    let _ = tpl.add_partition_offset(&r.topic, r.partition, Offset::Offset(r.next));
+                }
+                // Kafka commits only feed lag dashboards; the store's offsets are the truth.
+                let _ = consumer.commit(&tpl, CommitMode::Async);
+                return;
+            }
+            Ok(CommitOutcome::Fenced {
+                topic,
+                partition,
+                stored,
+            }) => {
+                tracing::warn!(%topic, partition, stored, "batch abandoned: another member committed this partition");
+                resync.store(true, Ordering::SeqCst);
+                return;
+            }
+            Err(e) => {
+                if b.records.is_empty() {
+                    b.records = records;
+                }
+                if shutdown.load(Ordering::SeqCst) {
+                    tracing::warn!(error = %e, "batch abandoned at shutdown; it will be reprocessed from the store's offsets");
+                    return;
+                }
+                tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "store or broker error; retrying the batch");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+fn record_stats(stats: &Stats, b: &AssessedBatch) {
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    stats
+        .messages
+        .fetch_add(b.messages.len() as u64, Ordering::Relaxed);
+    let mut by_code = stats.by_code.lock().unwrap_or_else(|e| e.into_inner());
+    for r in &b.results {
+        stats.packages.fetch_add(r.packages, Ordering::Relaxed);
+        stats.accepted.fetch_add(r.accepted, Ordering::Relaxed);
+        stats
+            .rejected
+            .fetch_add(r.dead_letters.len() as u64, Ordering::Relaxed);
+        for d in &r.dead_letters {
+            *by_code.entry(d.code.to_string()).or_insert(0) += 1;
+        }
+    }
+}
+
+/// Sends every output of a batch and waits for delivery.
+fn publish(
+    settings: &Settings,
+    producer: &ThreadedProducer<DeliveryContext>,
+    b: &AssessedBatch,
+) -> Result<()> {
+    let failed_before = producer.context().failed.load(Ordering::SeqCst);
+    for (msg, result) in b.messages.iter().zip(&b.results) {
+        for (key, payload) in &result.assessments {
+            let mut record =
+                BaseRecord::<[u8], [u8]>::to(&settings.kafka.assessments_topic).payload(payload);
+            if let Some(k) = key {
+                record = record.key(k.as_bytes());
+            }
+            send(producer, record)?;
+        }
+        for dl in &result.dead_letters {
+            let mut headers = OwnedHeaders::new_with_capacity(6);
+            for (k, v) in dl.headers(&msg.source) {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                });
+            }
+            let record = BaseRecord::<[u8], [u8]>::to(&settings.kafka.dlq_topic)
+                .key(&dl.key)
+                .payload(&dl.value)
+                .headers(headers);
+            send(producer, record)?;
+        }
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .context("producer flush timed out")?;
+    if producer.context().failed.load(Ordering::SeqCst) != failed_before {
+        let last = producer
+            .context()
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        anyhow::bail!("delivery failed: {}", last.unwrap_or_default());
+    }
+    Ok(())
+}
+
+fn send<'a>(
+    producer: &ThreadedProducer<DeliveryContext>,
+    mut record: BaseRecord<'a, [u8], [u8]>,
+) -> Result<()> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((
+                KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                r,
+            )) => {
+                record = r;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((e, _)) => return Err(e).context("cannot queue an output message"),
+        }
+    }
+}
+
+/// Sends every non-empty line of `files` as one message to the input topic; returns the count.
+pub fn produce_files(settings: &Settings, files: &[String]) -> Result<u64> {
+    use std::io::BufRead;
+    let producer: ThreadedProducer<DeliveryContext> =
+        client_config(settings, &settings.kafka.brokers)
+            .set("enable.idempotence", "true")
+            .create_with_context(DeliveryContext::default())
+            .context("cannot create the Kafka producer")?;
+    let mut n = 0;
+    for f in files {
+        let file = std::fs::File::open(f).with_context(|| format!("cannot open {f}"))?;
+        for line in std::io::BufReader::new(file).split(b'\n') {
+            let line = line.with_context(|| format!("cannot read {f}"))?;
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            send(
+                &producer,
+                BaseRecord::<[u8], [u8]>::to(&settings.kafka.input_topic).payload(&line),
+            )?;
+            n += 1;
+        }
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .context("producer flush timed out")?;
+    if producer.context().failed.load(Ordering::SeqCst) > 0 {
+        anyhow::bail!(
+            "some manifests were not delivered: {}",
+            producer
+                .context()
+                .last_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .unwrap_or_default()
+        );
+    }
+    Ok(n)
+}
