@@ -97,10 +97,7 @@ fn summarize_totals(rows: &[Value]) -> BTreeMap<(String, String, String, String)
             );
             (
                 key,
-                (
-                    r["packages"].as_i64().unwrap(),
-                    cents(r["duty_usd"].as_str().unwrap()),
-                ),
+                (r["packages"].as_i64().unwrap(), cents(r["duty_usd"].as_str().unwrap())),
             )
         })
         .collect()
@@ -155,8 +152,7 @@ fn s10(serial: u32, prefix: &str) -> String {
 /// `n` manifests built from the example, each with unique ids and tracking numbers; every
 /// 7th line is a poison pill when `poison` is set.
 fn write_manifests(path: &Path, n: usize, first_serial: u32, poison: bool) {
-    let template: Value =
-        serde_json::from_str(include_str!("fixtures/examples/manifest-valid.json")).unwrap();
+    let template: Value = serde_json::from_str(include_str!("fixtures/examples/manifest-valid.json")).unwrap();
     let carriers = ["LH", "AF", "UA"];
     let mut f = std::fs::File::create(path).unwrap();
     for i in 0..n {
@@ -211,43 +207,80 @@ fn totals_equal_the_accepted_assessments_end_to_end() {
     assert_eq!(expected.values().map(|v| v.0).sum::<i64>(), 60 * 3);
 }
 
+/// Accepted packages committed so far, read straight from the store.
+fn committed_packages(db: &Path) -> i64 {
+    let Ok(conn) = rusqlite::Connection::open(db) else {
+        return 0;
+    };
+    conn.query_row("SELECT COALESCE(SUM(packages), 0) FROM totals", [], |r| r.get(0))
+        .unwrap_or(0)
+}
+
 #[test]
 fn sigkill_at_random_points_counts_every_package_exactly_once() {
     let dir = temp_dir("crash");
     let (_broker, addr) = broker();
     let input = dir.join("in.jsonl");
-    write_manifests(&input, 1500, 200_000, true);
+    write_manifests(&input, 3300, 200_000, true);
     let expected = expected_from_file_mode(&input);
-    produce(&addr, &input);
+    let total: i64 = expected.values().map(|v| v.0).sum();
+    // Eleven chunks: one more is produced before each round, so every round has work.
+    let lines: Vec<String> = std::fs::read_to_string(&input)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let chunks: Vec<PathBuf> = lines
+        .chunks(300)
+        .enumerate()
+        .map(|(i, c)| {
+            let f = dir.join(format!("chunk{i}.jsonl"));
+            std::fs::write(&f, c.join("\n") + "\n").unwrap();
+            f
+        })
+        .collect();
     let db = dir.join("store.db");
-    // A small deterministic sequence of kill points (ms after start).
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    for round in 0..10 {
+    let mut mid_stream = 0;
+    for (round, chunk) in chunks.iter().take(10).enumerate() {
+        produce(&addr, chunk);
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
+        let before = committed_packages(&db);
         let mut svc = service(&addr, &db, "crash");
-        std::thread::sleep(Duration::from_millis(700 + seed % 900));
+        let start = Instant::now();
+        while committed_packages(&db) == before && start.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(seed % 60));
         // SIGKILL: no chance to commit, flush or leave the group.
         svc.0.kill().unwrap();
         svc.0.wait().unwrap();
-        eprintln!(
-            "crash round {round}: {} packages committed so far",
-            summarize_totals(&totals(&db))
-                .values()
-                .map(|v| v.0)
-                .sum::<i64>()
-        );
+        let after = committed_packages(&db);
+        let produced = expected_from_file_mode_lines(&lines[..(round + 1) * 300]);
+        if after < produced {
+            mid_stream += 1;
+        }
+        eprintln!("crash round {round}: {after} of {produced} produced packages committed");
     }
+    assert!(mid_stream >= 5, "only {mid_stream} of 10 kills landed mid-stream");
+    produce(&addr, &chunks[10]);
     let _svc = service(&addr, &db, "crash");
-    wait_for(
-        "all packages after 10 crashes",
-        Duration::from_secs(120),
-        || summarize_totals(&totals(&db)) == expected,
-    );
+    wait_for("all packages after 10 crashes", Duration::from_secs(120), || {
+        summarize_totals(&totals(&db)) == expected
+    });
     // Give a redelivery the chance to double-count, then check again.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(summarize_totals(&totals(&db)), expected);
+    assert_eq!(committed_packages(&db), total);
+}
+
+/// Accepted packages among the first manifests (by file mode).
+fn expected_from_file_mode_lines(lines: &[String]) -> i64 {
+    let f = std::env::temp_dir().join(format!("dutyflow-prefix-{}.jsonl", std::process::id()));
+    std::fs::write(&f, lines.join("\n") + "\n").unwrap();
+    expected_from_file_mode(&f).values().map(|v| v.0).sum()
 }
 
 #[test]
@@ -256,33 +289,20 @@ fn an_amendment_replaces_the_earlier_version_and_reuse_within_12_months_is_a_dup
     let (_broker, addr) = broker();
     let db = dir.join("store.db");
     let _svc = service(&addr, &db, "amend");
-    let template: Value =
-        serde_json::from_str(include_str!("fixtures/examples/manifest-valid.json")).unwrap();
+    let template: Value = serde_json::from_str(include_str!("fixtures/examples/manifest-valid.json")).unwrap();
     // Version 1: the example (2 dutiable packages + 1 exempt gift).
     let v1 = dir.join("v1.jsonl");
-    std::fs::write(
-        &v1,
-        format!("{}\n", serde_json::to_string(&template).unwrap()),
-    )
-    .unwrap();
+    std::fs::write(&v1, format!("{}\n", serde_json::to_string(&template).unwrap())).unwrap();
     produce(&addr, &v1);
     wait_for("version 1", Duration::from_secs(60), || {
-        summarize_totals(&totals(&db))
-            .values()
-            .map(|v| v.0)
-            .sum::<i64>()
-            == 3
+        summarize_totals(&totals(&db)).values().map(|v| v.0).sum::<i64>() == 3
     });
     // Version 2 of the same manifest: only the first package, value 47.00 → duty 4.70.
     let mut amended = template.clone();
     amended["packages"].as_array_mut().unwrap().truncate(1);
     amended["packages"][0]["items"][0]["value"] = Value::from("47.00");
     let v2 = dir.join("v2.jsonl");
-    std::fs::write(
-        &v2,
-        format!("{}\n", serde_json::to_string(&amended).unwrap()),
-    )
-    .unwrap();
+    std::fs::write(&v2, format!("{}\n", serde_json::to_string(&amended).unwrap())).unwrap();
     produce(&addr, &v2);
     wait_for("the amendment", Duration::from_secs(60), || {
         let t = summarize_totals(&totals(&db));
@@ -295,9 +315,7 @@ fn an_amendment_replaces_the_earlier_version_and_reuse_within_12_months_is_a_dup
     std::fs::write(&v3, format!("{}\n", serde_json::to_string(&other).unwrap())).unwrap();
     produce(&addr, &v3);
     wait_for("the duplicate", Duration::from_secs(60), || {
-        totals(&db)
-            .first()
-            .is_some_and(|r| r["rejected_packages"] == 1)
+        totals(&db).first().is_some_and(|r| r["rejected_packages"] == 1)
     });
     let t = summarize_totals(&totals(&db));
     assert_eq!(
@@ -321,8 +339,7 @@ fn drain(
         .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
     }
     consumer.assign(&tpl).unwrap();
     let mut out = Vec::new();
@@ -370,9 +387,7 @@ fn poison_pills_become_one_dead_letter_each_and_good_manifests_flow() {
     let dead = drain(&addr, "manifests.dlq", 4, Duration::from_secs(3));
     let malformed: Vec<_> = dead
         .iter()
-        .filter(|(_, _, h)| {
-            h.get("dutyflow.error.code").map(String::as_str) == Some("MALFORMED_JSON")
-        })
+        .filter(|(_, _, h)| h.get("dutyflow.error.code").map(String::as_str) == Some("MALFORMED_JSON"))
         .collect();
     assert_eq!(malformed.len(), pills);
     for (_, value, headers) in &malformed {

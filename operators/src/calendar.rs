@@ -37,10 +37,7 @@ impl PaymentCalendar {
         let file = DataFile::read(&dir.join("payment.toml"))?;
         let doc: PaymentDoc = file.toml()?;
         if !(1..=20).contains(&doc.business_day) {
-            return Err(DataError::file(
-                &file.path,
-                "business_day must be between 1 and 20",
-            ));
+            return Err(DataError::file(&file.path, "business_day must be between 1 and 20"));
         }
         let mut holidays = AHashSet::new();
         if doc.exclude_federal_holidays {
@@ -62,8 +59,7 @@ impl PaymentCalendar {
     /// The due date for the duty on arrivals in `month`.
     pub fn due_date(&self, month: Month) -> NaiveDate {
         let next = month.next();
-        let mut d =
-            NaiveDate::from_ymd_opt(next.year, next.month, 1).expect("valid first of month");
+        let mut d = NaiveDate::from_ymd_opt(next.year, next.month, 1).expect("valid first of month");
         let mut count = 0;
         loop {
             if self.is_business_day(d) {
@@ -138,36 +134,12 @@ mod tests {
     fn due_on_the_seventh_business_day_of_the_next_month() {
         let cal = PaymentCalendar::load(&crate::config_dir_for_tests()).unwrap();
         // The brief's example: September 2025 arrivals were due 9 October 2025.
-        assert_eq!(
-            cal.due_date(Month {
-                year: 2025,
-                month: 9
-            }),
-            d("2025-10-09")
-        );
+        assert_eq!(cal.due_date(Month { year: 2025, month: 9 }), d("2025-10-09"));
         // January 2026 has New Year's Day... February 2026: 2 Mar (Mon) is day 1 → 10 Mar.
-        assert_eq!(
-            cal.due_date(Month {
-                year: 2026,
-                month: 2
-            }),
-            d("2026-03-10")
-        );
+        assert_eq!(cal.due_date(Month { year: 2026, month: 2 }), d("2026-03-10"));
         // December 2025 → January 2026: 1 Jan is a holiday; 2 Jan (Fri) is day 1 → 12 Jan.
-        assert_eq!(
-            cal.due_date(Month {
-                year: 2025,
-                month: 12
-            }),
-            d("2026-01-12")
-        );
+        assert_eq!(cal.due_date(Month { year: 2025, month: 12 }), d("2026-01-12"));
         // June 2026 → July 2026: 3 July is Independence Day observed; day 7 is 10 July.
-        assert_eq!(
-            cal.due_date(Month {
-                year: 2026,
-                month: 6
-            }),
-            d("2026-07-10")
-        );
+        assert_eq!(cal.due_date(Month { year: 2026, month: 6 }), d("2026-07-10"));
     }
 }

@@ -159,15 +159,10 @@ pub type MessageError = Issue;
 impl Decoder {
     /// Decodes one message. `raw` is the message as received (kept intact: number text and
     /// package offsets are read from it); `scratch` receives a copy that simd-json rewrites.
-    pub fn decode<'a>(
-        &mut self,
-        raw: &'a [u8],
-        scratch: &'a mut Vec<u8>,
-    ) -> Result<RawManifest<'a>, MessageError> {
+    pub fn decode<'a>(&mut self, raw: &'a [u8], scratch: &'a mut Vec<u8>) -> Result<RawManifest<'a>, MessageError> {
         scratch.clear();
         scratch.extend_from_slice(raw);
-        let tape = match simd_json::to_tape_with_buffers(scratch.as_mut_slice(), &mut self.buffers)
-        {
+        let tape = match simd_json::to_tape_with_buffers(scratch.as_mut_slice(), &mut self.buffers) {
             Ok(tape) => tape,
             Err(e) => return Err(malformed(raw, &e)),
         };
@@ -365,10 +360,7 @@ impl<'a> Doc<'_, 'a> {
                 return Err(Issue::new(
                     Code::UnsupportedSchema,
                     "$.schema",
-                    format!(
-                        "schema must be the string \"manifest/v1\", found {}",
-                        other.kind()
-                    ),
+                    format!("schema must be the string \"manifest/v1\", found {}", other.kind()),
                 ))
             }
             None => {
@@ -385,10 +377,7 @@ impl<'a> Doc<'_, 'a> {
                 return Err(Issue::new(
                     Code::SchemaViolation,
                     "$.packages",
-                    format!(
-                        "packages must be an array of package objects, found {}",
-                        other.kind()
-                    ),
+                    format!("packages must be an array of package objects, found {}", other.kind()),
                 ))
             }
             None => {
@@ -563,11 +552,7 @@ pub fn value_slice(raw: &[u8], start: usize) -> &[u8] {
 }
 
 fn trim_end(b: &[u8]) -> &[u8] {
-    let n = b
-        .iter()
-        .rev()
-        .take_while(|c| c.is_ascii_whitespace())
-        .count();
+    let n = b.iter().rev().take_while(|c| c.is_ascii_whitespace()).count();
     &b[..b.len() - n]
 }
 
@@ -601,10 +586,7 @@ mod tests {
     fn unknown_fields_and_nesting_are_skipped() {
         let m = decode(r#"{"x":{"a":[1,{"b":[2,3]}]},"schema":"manifest/v1","packages":[{"extra":[[[]]],"tracking_number":"RR473124829DE","items":[{"z":{"y":1},"value":"5"}]},7],"tail":1}"#).unwrap();
         assert_eq!(m.packages.len(), 2);
-        assert_eq!(
-            m.packages[0].tracking_number,
-            Some(Json::Str("RR473124829DE"))
-        );
+        assert_eq!(m.packages[0].tracking_number, Some(Json::Str("RR473124829DE")));
         assert_eq!(m.items[0].value, Some(Json::Str("5")));
         assert_eq!(m.packages[1].not_object, Some("a number"));
     }
@@ -612,16 +594,12 @@ mod tests {
     #[test]
     fn message_level_failures() {
         assert_eq!(
-            decode(r#"{"schema":"manifest/v1","packages":[{"tr"#)
-                .unwrap_err()
-                .code,
+            decode(r#"{"schema":"manifest/v1","packages":[{"tr"#).unwrap_err().code,
             Code::MalformedJson
         );
         assert_eq!(decode("[1,2]").unwrap_err().code, Code::SchemaViolation);
         assert_eq!(
-            decode(r#"{"schema":"manifest/v2","packages":[]}"#)
-                .unwrap_err()
-                .code,
+            decode(r#"{"schema":"manifest/v2","packages":[]}"#).unwrap_err().code,
             Code::UnsupportedSchema
         );
         assert_eq!(
@@ -633,15 +611,11 @@ mod tests {
             Code::SchemaViolation
         );
         assert_eq!(
-            decode(r#"{"schema":"manifest/v1","packages":[]}"#)
-                .unwrap_err()
-                .code,
+            decode(r#"{"schema":"manifest/v1","packages":[]}"#).unwrap_err().code,
             Code::SchemaViolation
         );
         assert_eq!(
-            decode(r#"{"schema":"manifest/v1","packages":{}}"#)
-                .unwrap_err()
-                .code,
+            decode(r#"{"schema":"manifest/v1","packages":{}}"#).unwrap_err().code,
             Code::SchemaViolation
         );
         assert_eq!(decode("").unwrap_err().code, Code::MalformedJson);
@@ -651,9 +625,6 @@ mod tests {
     fn value_slice_returns_the_package_as_sent() {
         let text = br#"{"packages":[ {"a":"x}]\"","b":[1,{"c":2}]} , {"d":1}]}"#;
         let start = text.iter().position(|&b| b == b'{').unwrap() + 14;
-        assert_eq!(
-            value_slice(text, start),
-            br#"{"a":"x}]\"","b":[1,{"c":2}]}"#
-        );
+        assert_eq!(value_slice(text, start), br#"{"a":"x}]\"","b":[1,{"c":2}]}"#);
     }
 }

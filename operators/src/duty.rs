@@ -81,16 +81,17 @@ pub fn assess<'a>(regimes: &[Regime], header: &Header<'_>, pkg: &Package<'a>) ->
         Method::Exempt
     } else if header.method == Method::Specific {
         // The highest origin rate picks the band; the flat amount sits on that line.
-        let (deciding, rate) = lines
-            .iter()
-            .enumerate()
-            .fold((0, Decimal::MIN), |best, (i, l)| {
-                if l.rate > best.1 {
-                    (i, l.rate)
-                } else {
-                    best
-                }
-            });
+        let (deciding, rate) =
+            lines.iter().enumerate().fold(
+                (0, Decimal::MIN),
+                |best, (i, l)| {
+                    if l.rate > best.1 {
+                        (i, l.rate)
+                    } else {
+                        best
+                    }
+                },
+            );
         lines[deciding].duty_usd = regime.specific_amount(rate)?;
         Method::Specific
     } else {

@@ -56,6 +56,15 @@ fn write_u32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&buf[i..]);
 }
 
+/// Four-digit year (ISO 8601 sign and padding outside 0000–9999).
+fn write_year(out: &mut Vec<u8>, year: i32) {
+    if (1000..=9999).contains(&year) {
+        write_u32(out, year as u32);
+    } else {
+        out.extend_from_slice(format!("{year:04}").as_bytes());
+    }
+}
+
 fn write_2(out: &mut Vec<u8>, v: u32) {
     out.push(b'0' + (v / 10) as u8);
     out.push(b'0' + (v % 10) as u8);
@@ -63,7 +72,7 @@ fn write_2(out: &mut Vec<u8>, v: u32) {
 
 /// `YYYY-MM-DD`.
 pub fn write_date(out: &mut Vec<u8>, d: NaiveDate) {
-    write_u32(out, d.year() as u32);
+    write_year(out, d.year());
     out.push(b'-');
     write_2(out, d.month());
     out.push(b'-');
@@ -88,12 +97,7 @@ fn write_issues(out: &mut Vec<u8>, issues: &[Issue]) {
 }
 
 /// The assessment of one package.
-pub fn assessment(
-    out: &mut Vec<u8>,
-    ops: &Operators,
-    m: &ManifestOutcome<'_>,
-    p: &PackageOutcome<'_>,
-) {
+pub fn assessment(out: &mut Vec<u8>, ops: &Operators, m: &ManifestOutcome<'_>, p: &PackageOutcome<'_>) {
     let h = &m.header;
     out.extend_from_slice(b"{\"schema\":\"assessment/v1\",\"manifest_id\":");
     write_opt_str(out, h.manifest_id);
@@ -116,7 +120,7 @@ pub fn assessment(
     match h.month {
         Some(mo) => {
             out.push(b'"');
-            write_u32(out, mo.year as u32);
+            write_year(out, mo.year);
             out.push(b'-');
             write_2(out, mo.month);
             out.push(b'"');

@@ -106,11 +106,7 @@ pub struct Issue {
 }
 
 impl Issue {
-    pub fn new(
-        code: Code,
-        field: impl Into<Cow<'static, str>>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn new(code: Code, field: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
         Issue {
             code,
             field: field.into(),
@@ -135,9 +131,7 @@ impl Path<'_> {
             Path::Root(s) | Path::Header(s) => Cow::Borrowed(s),
             Path::Package(p, rest) if rest.is_empty() => Cow::Owned(format!("$.packages[{p}]")),
             Path::Package(p, rest) => Cow::Owned(format!("$.packages[{p}].{rest}")),
-            Path::Item(p, i, rest) if rest.is_empty() => {
-                Cow::Owned(format!("$.packages[{p}].items[{i}]"))
-            }
+            Path::Item(p, i, rest) if rest.is_empty() => Cow::Owned(format!("$.packages[{p}].items[{i}]")),
             Path::Item(p, i, rest) => Cow::Owned(format!("$.packages[{p}].items[{i}].{rest}")),
         }
     }
@@ -194,26 +188,17 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for c in Code::ALL {
             assert!(seen.insert(c.as_str()));
-            assert!(c
-                .as_str()
-                .bytes()
-                .all(|b| b.is_ascii_uppercase() || b == b'_'));
+            assert!(c.as_str().bytes().all(|b| b.is_ascii_uppercase() || b == b'_'));
         }
     }
 
     #[test]
     fn paths_render_as_json_paths() {
-        assert_eq!(
-            Path::Item(2, 0, "value").render(),
-            "$.packages[2].items[0].value"
-        );
+        assert_eq!(Path::Item(2, 0, "value").render(), "$.packages[2].items[0].value");
         assert_eq!(
             Path::Package(1, "shipper.country").render(),
             "$.packages[1].shipper.country"
         );
-        assert_eq!(
-            Path::Header("$.trip.arrival_time").render(),
-            "$.trip.arrival_time"
-        );
+        assert_eq!(Path::Header("$.trip.arrival_time").render(), "$.trip.arrival_time");
     }
 }

@@ -55,12 +55,7 @@ impl Operators {
 
     /// Decodes, validates, assesses and scores one message. `raw` stays untouched; `scratch`
     /// receives the copy that the JSON parser rewrites.
-    pub fn assess_message<'a>(
-        &self,
-        decoder: &mut Decoder,
-        raw: &'a [u8],
-        scratch: &'a mut Vec<u8>,
-    ) -> Outcome<'a> {
+    pub fn assess_message<'a>(&self, decoder: &mut Decoder, raw: &'a [u8], scratch: &'a mut Vec<u8>) -> Outcome<'a> {
         let manifest = match decoder.decode(raw, scratch) {
             Ok(m) => m,
             Err(issue) => return Outcome::Message(issue),
@@ -97,15 +92,10 @@ impl Operators {
                     .consignee_key
                     .and_then(|k| consignees.get(&k).copied())
                     .unwrap_or(1);
-                let risk = duty.as_ref().map(|d| {
-                    self.risk
-                        .score_static(&self.rates, &header, &package, d, count)
-                });
-                PackageOutcome {
-                    package,
-                    duty,
-                    risk,
-                }
+                let risk = duty
+                    .as_ref()
+                    .map(|d| self.risk.score_static(&self.rates, &header, &package, d, count));
+                PackageOutcome { package, duty, risk }
             })
             .collect();
         Outcome::Manifest(ManifestOutcome {

@@ -28,14 +28,8 @@ impl AmountError {
     pub fn describe(&self, text: &str) -> String {
         match self {
             AmountError::Empty => "is empty; expected a decimal number such as \"85.00\"".into(),
-            AmountError::NotANumber => format!(
-                "\"{}\" is not a decimal number; write it like \"85.00\"",
-                clip(text)
-            ),
-            AmountError::Negative => format!(
-                "\"{}\" is negative; amounts must be zero or more",
-                clip(text)
-            ),
+            AmountError::NotANumber => format!("\"{}\" is not a decimal number; write it like \"85.00\"", clip(text)),
+            AmountError::Negative => format!("\"{}\" is negative; amounts must be zero or more", clip(text)),
             AmountError::TooManyDecimals { max } => {
                 format!("\"{}\" has more than {max} decimal places", clip(text))
             }
@@ -59,11 +53,7 @@ fn clip(text: &str) -> &str {
 /// Accepts `123`, `123.45`, `0.5`, and (when `allow_exponent`, i.e. for JSON numbers) `1.5e2`.
 /// Digits after the decimal point beyond `max_scale` are accepted only when they are zeros
 /// (`85.000` is 85, `19.999` is refused for a currency with 2 minor units).
-pub fn parse_decimal(
-    text: &str,
-    max_scale: u32,
-    allow_exponent: bool,
-) -> Result<Decimal, AmountError> {
+pub fn parse_decimal(text: &str, max_scale: u32, allow_exponent: bool) -> Result<Decimal, AmountError> {
     let b = text.as_bytes();
     if b.is_empty() {
         return Err(AmountError::Empty);
@@ -255,26 +245,14 @@ mod tests {
         );
         assert_eq!(parse_decimal("-5.00", 2, false), Err(AmountError::Negative));
         assert_eq!(parse_decimal("NaN", 2, false), Err(AmountError::NotANumber));
-        assert_eq!(
-            parse_decimal("Infinity", 2, false),
-            Err(AmountError::NotANumber)
-        );
+        assert_eq!(parse_decimal("Infinity", 2, false), Err(AmountError::NotANumber));
         assert_eq!(parse_decimal("1e5", 2, false), Err(AmountError::NotANumber));
         assert_eq!(parse_decimal("1.", 2, false), Err(AmountError::NotANumber));
         assert_eq!(parse_decimal(".5", 2, false), Err(AmountError::NotANumber));
-        assert_eq!(
-            parse_decimal("1,000.00", 2, false),
-            Err(AmountError::NotANumber)
-        );
-        assert_eq!(
-            parse_decimal(" 1.00", 2, false),
-            Err(AmountError::NotANumber)
-        );
+        assert_eq!(parse_decimal("1,000.00", 2, false), Err(AmountError::NotANumber));
+        assert_eq!(parse_decimal(" 1.00", 2, false), Err(AmountError::NotANumber));
         assert_eq!(parse_decimal("", 2, false), Err(AmountError::Empty));
-        assert_eq!(
-            parse_decimal("1000000000000000", 2, true),
-            Err(AmountError::TooLarge)
-        );
+        assert_eq!(parse_decimal("1000000000000000", 2, true), Err(AmountError::TooLarge));
         assert_eq!(parse_decimal("1e400", 2, true), Err(AmountError::TooLarge));
         assert_eq!(
             parse_decimal("123456789012345678901234567890", 2, true),

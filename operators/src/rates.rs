@@ -25,27 +25,15 @@ struct DatedTable<K> {
 
 impl<K: std::hash::Hash + Eq + Copy> DatedTable<K> {
     fn new() -> Self {
-        DatedTable {
-            rows: AHashMap::new(),
-        }
+        DatedTable { rows: AHashMap::new() }
     }
 
-    fn insert(
-        &mut self,
-        file: &DataFile,
-        line: usize,
-        key: K,
-        row: Dated,
-        name: &str,
-    ) -> Result<(), DataError> {
+    fn insert(&mut self, file: &DataFile, line: usize, key: K, row: Dated, name: &str) -> Result<(), DataError> {
         if let Some(to) = row.to {
             if to < row.from {
                 return Err(file.err(
                     line,
-                    format!(
-                        "{name}: effective_to {to} is before effective_from {}",
-                        row.from
-                    ),
+                    format!("{name}: effective_to {to} is before effective_from {}", row.from),
                 ));
             }
         }
@@ -55,10 +43,7 @@ impl<K: std::hash::Hash + Eq + Copy> DatedTable<K> {
             if overlaps {
                 return Err(file.err(
                     line,
-                    format!(
-                        "{name}: dates overlap another row for the same key (from {})",
-                        r.from
-                    ),
+                    format!("{name}: dates overlap another row for the same key (from {})", r.from),
                 ));
             }
         }
@@ -118,18 +103,14 @@ pub struct Regime {
 impl Regime {
     /// Whether the specific method may be used for an arrival on `date`.
     pub fn offers_specific(&self, date: NaiveDate) -> bool {
-        self.specific_method_until
-            .is_some_and(|until| date <= until)
-            && !self.specific_bands.is_empty()
+        self.specific_method_until.is_some_and(|until| date <= until) && !self.specific_bands.is_empty()
     }
 
     /// The specific amount for a package whose deciding origin rate is `rate`.
     pub fn specific_amount(&self, rate: Decimal) -> Option<Decimal> {
         self.specific_bands
             .iter()
-            .find(|b| {
-                b.rate_below.is_none_or(|x| rate < x) && b.rate_up_to.is_none_or(|x| rate <= x)
-            })
+            .find(|b| b.rate_below.is_none_or(|x| rate < x) && b.rate_up_to.is_none_or(|x| rate <= x))
             .map(|b| b.amount_usd)
     }
 
@@ -168,9 +149,7 @@ fn hts_key(digits: &[u8]) -> Option<(u8, u64)> {
     if digits.is_empty() || digits.len() > 10 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let v = digits
-        .iter()
-        .fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0'));
+    let v = digits.iter().fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0'));
     Some((digits.len() as u8, v))
 }
 
@@ -312,12 +291,9 @@ impl RateBook {
             message: format!("regime {id}: {msg}"),
         };
         let date = |id: &str, s: &str| {
-            NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .map_err(|_| rerr(id, format!("`{s}` is not a date")))
+            NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| rerr(id, format!("`{s}` is not a date")))
         };
-        let dec = |id: &str, s: &str| {
-            crate::money::parse_decimal(s, 12, false).map_err(|e| rerr(id, e.describe(s)))
-        };
+        let dec = |id: &str, s: &str| crate::money::parse_decimal(s, 12, false).map_err(|e| rerr(id, e.describe(s)));
 
         let mut regimes: Vec<Regime> = Vec::new();
         for r in &doc.regime {
@@ -329,19 +305,11 @@ impl RateBook {
                 from,
                 to,
                 basis: Basis::OriginTable,
-                specific_method_until: r
-                    .specific_method_until
-                    .as_deref()
-                    .map(|s| date(id, s))
-                    .transpose()?,
+                specific_method_until: r.specific_method_until.as_deref().map(|s| date(id, s)).transpose()?,
                 specific_bands: Vec::new(),
                 gift_exemption_usd: dec(id, &r.gift_exemption_usd)?,
                 fees_usd: dec(id, &r.fees_usd)?,
-                max_package_value_usd: r
-                    .max_package_value_usd
-                    .as_deref()
-                    .map(|s| dec(id, s))
-                    .transpose()?,
+                max_package_value_usd: r.max_package_value_usd.as_deref().map(|s| dec(id, s)).transpose()?,
                 hts_digits: r.hts_digits.clone(),
                 hts_required: r.hts_required,
                 origin_rates: None,
@@ -353,9 +321,7 @@ impl RateBook {
             }
             match r.specific_band_policy.as_deref() {
                 None | Some("highest_origin_rate") => {}
-                Some(other) => {
-                    return Err(rerr(id, format!("unknown specific_band_policy `{other}`")))
-                }
+                Some(other) => return Err(rerr(id, format!("unknown specific_band_policy `{other}`"))),
             }
             for b in &r.specific_bands {
                 regime.specific_bands.push(Band {
@@ -372,8 +338,7 @@ impl RateBook {
             {
                 return Err(rerr(
                     id,
-                    "the last specific band must have no condition, so every rate finds a band"
-                        .into(),
+                    "the last specific band must have no condition, so every rate finds a band".into(),
                 ));
             }
             match r.basis.as_str() {
@@ -433,13 +398,11 @@ impl RateBook {
             let [code, rate, from, to] = row.fields[..] else {
                 unreachable!("field count checked")
             };
-            let currency = reference.currency(code).ok_or_else(|| {
-                fx_file.err(row.line, format!("`{code}` is not an ISO 4217 currency"))
-            })?;
+            let currency = reference
+                .currency(code)
+                .ok_or_else(|| fx_file.err(row.line, format!("`{code}` is not an ISO 4217 currency")))?;
             if currency.is_usd() {
-                return Err(
-                    fx_file.err(row.line, "USD converts 1:1 by definition; remove this row")
-                );
+                return Err(fx_file.err(row.line, "USD converts 1:1 by definition; remove this row"));
             }
             let value = parse_dec(&fx_file, row.line, rate, "usd_per_unit")?;
             if value.is_zero() {
@@ -460,19 +423,16 @@ impl RateBook {
             let [carrier, month, method] = row.fields[..] else {
                 unreachable!("field count checked")
             };
-            let m = Month::parse(month).ok_or_else(|| {
-                elections_file.err(row.line, format!("`{month}` is not a month (YYYY-MM)"))
+            let m = Month::parse(month)
+                .ok_or_else(|| elections_file.err(row.line, format!("`{month}` is not a month (YYYY-MM)")))?;
+            let method = Method::parse(method).filter(|m| *m != Method::Exempt).ok_or_else(|| {
+                elections_file.err(row.line, format!("`{method}` is not a method (ad_valorem or specific)"))
             })?;
-            let method = Method::parse(method)
-                .filter(|m| *m != Method::Exempt)
-                .ok_or_else(|| {
-                    elections_file.err(
-                        row.line,
-                        format!("`{method}` is not a method (ad_valorem or specific)"),
-                    )
-                })?;
             if elections.insert((carrier.to_string(), m), method).is_some() {
-                return Err(elections_file.err(row.line, format!("{carrier} already elected a method for {m}: one method per carrier per month")));
+                return Err(elections_file.err(
+                    row.line,
+                    format!("{carrier} already elected a method for {m}: one method per carrier per month"),
+                ));
             }
         }
 
@@ -526,18 +486,13 @@ fn optional_date(file: &DataFile, line: usize, text: &str) -> Result<Option<Naiv
 
 fn check_rate(rate: Decimal) -> Result<(), String> {
     if rate > Decimal::ONE {
-        Err(format!(
-            "rate {rate} is above 1 (rates are fractions: 0.15 is 15 %)"
-        ))
+        Err(format!("rate {rate} is above 1 (rates are fractions: 0.15 is 15 %)"))
     } else {
         Ok(())
     }
 }
 
-fn load_origin_rates(
-    file: &DataFile,
-    reference: &Reference,
-) -> Result<(DatedTable<Country>, Vec<Dated>), DataError> {
+fn load_origin_rates(file: &DataFile, reference: &Reference) -> Result<(DatedTable<Country>, Vec<Dated>), DataError> {
     let mut table = DatedTable::new();
     let mut default = DatedTable::<u8>::new();
     for row in file.csv(&["origin", "rate", "effective_from", "effective_to"])? {
@@ -557,9 +512,7 @@ fn load_origin_rates(
             let country = reference
                 .country(origin)
                 .filter(|c| c.as_str() == origin)
-                .ok_or_else(|| {
-                    file.err(row.line, format!("`{origin}` is not an ISO country code"))
-                })?;
+                .ok_or_else(|| file.err(row.line, format!("`{origin}` is not an ISO country code")))?;
             table.insert(file, row.line, country, dated, origin)?;
         }
     }
@@ -578,12 +531,7 @@ fn load_hts_rates(file: &DataFile) -> Result<AHashMap<(u8, u64), Decimal>, DataE
         };
         let key = hts_key(hts.as_bytes())
             .filter(|(len, _)| [2, 4, 6, 8, 10].contains(len))
-            .ok_or_else(|| {
-                file.err(
-                    row.line,
-                    format!("hts `{hts}` must be 2, 4, 6, 8 or 10 digits"),
-                )
-            })?;
+            .ok_or_else(|| file.err(row.line, format!("hts `{hts}` must be 2, 4, 6, 8 or 10 digits")))?;
         let value = parse_dec(file, row.line, rate, "rate")?;
         check_rate(value).map_err(|m| file.err(row.line, m))?;
         if table.insert(key, value).is_some() {

@@ -64,73 +64,42 @@ impl Reference {
         let mut countries = Box::new([NO_ALIAS; 26 * 26]);
         let file = DataFile::read(&dir.join("reference/countries.csv"))?;
         for row in file.csv(&["code", "name"])? {
-            let i = idx2(row.fields[0].as_bytes()).ok_or_else(|| {
-                file.err(
-                    row.line,
-                    format!("`{}` is not two capital letters", row.fields[0]),
-                )
-            })?;
+            let i = idx2(row.fields[0].as_bytes())
+                .ok_or_else(|| file.err(row.line, format!("`{}` is not two capital letters", row.fields[0])))?;
             if countries[i] != NO_ALIAS {
-                return Err(file.err(
-                    row.line,
-                    format!("country `{}` listed twice", row.fields[0]),
-                ));
+                return Err(file.err(row.line, format!("country `{}` listed twice", row.fields[0])));
             }
             countries[i] = i as u16;
         }
         let file = DataFile::read(&dir.join("reference/country_aliases.csv"))?;
         for row in file.csv(&["alias", "code"])? {
             let (a, c) = (row.fields[0], row.fields[1]);
-            let ai = idx2(a.as_bytes()).ok_or_else(|| {
-                file.err(row.line, format!("alias `{a}` is not two capital letters"))
-            })?;
+            let ai = idx2(a.as_bytes())
+                .ok_or_else(|| file.err(row.line, format!("alias `{a}` is not two capital letters")))?;
             let ci = idx2(c.as_bytes())
                 .filter(|&ci| countries[ci] == ci as u16)
-                .ok_or_else(|| {
-                    file.err(
-                        row.line,
-                        format!("alias target `{c}` is not a listed country"),
-                    )
-                })?;
+                .ok_or_else(|| file.err(row.line, format!("alias target `{c}` is not a listed country")))?;
             if countries[ai] == ai as u16 {
-                return Err(file.err(
-                    row.line,
-                    format!("`{a}` is an assigned country and cannot be an alias"),
-                ));
+                return Err(file.err(row.line, format!("`{a}` is an assigned country and cannot be an alias")));
             }
             countries[ai] = ci as u16;
         }
         let mut currencies = Box::new([NOT_A_CURRENCY; 26 * 26 * 26]);
         let file = DataFile::read(&dir.join("reference/currencies.csv"))?;
         for row in file.csv(&["code", "minor_units", "name"])? {
-            let i = idx3(row.fields[0].as_bytes()).ok_or_else(|| {
-                file.err(
-                    row.line,
-                    format!("`{}` is not three capital letters", row.fields[0]),
-                )
-            })?;
+            let i = idx3(row.fields[0].as_bytes())
+                .ok_or_else(|| file.err(row.line, format!("`{}` is not three capital letters", row.fields[0])))?;
             let minor: u8 = row.fields[1]
                 .parse()
                 .ok()
                 .filter(|&m| m <= 4)
-                .ok_or_else(|| {
-                    file.err(
-                        row.line,
-                        format!("minor_units `{}` must be 0 to 4", row.fields[1]),
-                    )
-                })?;
+                .ok_or_else(|| file.err(row.line, format!("minor_units `{}` must be 0 to 4", row.fields[1])))?;
             if currencies[i] != NOT_A_CURRENCY {
-                return Err(file.err(
-                    row.line,
-                    format!("currency `{}` listed twice", row.fields[0]),
-                ));
+                return Err(file.err(row.line, format!("currency `{}` listed twice", row.fields[0])));
             }
             currencies[i] = minor;
         }
-        Ok(Reference {
-            countries,
-            currencies,
-        })
+        Ok(Reference { countries, currencies })
     }
 
     /// Resolves a country code, reading aliases (`UK` → `GB`).
@@ -172,11 +141,7 @@ pub enum S10Error {
 /// C = 11 − (sum mod 11), with 10 → 0 and 11 → 5.
 pub fn s10_check_digit(serial: &[u8; 8]) -> u8 {
     const WEIGHTS: [u32; 8] = [8, 6, 4, 2, 3, 5, 9, 7];
-    let sum: u32 = serial
-        .iter()
-        .zip(WEIGHTS)
-        .map(|(d, w)| u32::from(d - b'0') * w)
-        .sum();
+    let sum: u32 = serial.iter().zip(WEIGHTS).map(|(d, w)| u32::from(d - b'0') * w).sum();
     match 11 - sum % 11 {
         10 => 0,
         11 => 5,
@@ -217,9 +182,7 @@ pub fn check_s10(s: &str, reference: &Reference) -> Result<(), S10Error> {
             &s[11..]
         )));
     }
-    let serial: &[u8; 8] = b[2..10]
-        .try_into()
-        .map_err(|_| S10Error::Format(String::new()))?;
+    let serial: &[u8; 8] = b[2..10].try_into().map_err(|_| S10Error::Format(String::new()))?;
     let expected = s10_check_digit(serial);
     let found = b[10] - b'0';
     if expected != found {
@@ -257,11 +220,7 @@ impl CodeType {
     pub fn check(self, code: &str) -> Result<(), &'static str> {
         let b = code.as_bytes();
         let ok = match self {
-            CodeType::Iata => {
-                b.len() == 2
-                    && b.iter()
-                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
-            }
+            CodeType::Iata => b.len() == 2 && b.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()),
             CodeType::Icao => b.len() == 3 && b.iter().all(u8::is_ascii_uppercase),
             CodeType::Scac => (2..=4).contains(&b.len()) && b.iter().all(u8::is_ascii_uppercase),
         };
@@ -285,26 +244,18 @@ pub fn is_port(s: &str) -> bool {
 /// Checks an HTS number: digits only, of one of the `lengths`, chapter 01–97 except 77.
 pub fn check_hts(s: &str, lengths: &[usize]) -> Result<(), String> {
     if !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "\"{}\" must contain digits only (no dots or spaces)",
-            clip(s)
-        ));
+        return Err(format!("\"{}\" must contain digits only (no dots or spaces)", clip(s)));
     }
     if !lengths.contains(&s.len()) {
-        let want = lengths
-            .iter()
-            .map(usize::to_string)
-            .collect::<Vec<_>>()
-            .join(" or ");
-        return Err(format!(
-            "\"{}\" has {} digits; expected {want}",
-            clip(s),
-            s.len()
-        ));
+        let want = lengths.iter().map(usize::to_string).collect::<Vec<_>>().join(" or ");
+        return Err(format!("\"{}\" has {} digits; expected {want}", clip(s), s.len()));
     }
     let chapter: u32 = s[..2].parse().unwrap_or(0);
     if chapter == 0 || chapter == 77 || chapter > 97 {
-        return Err(format!("\"{s}\" is in chapter {:02}; goods are classified in chapters 01 to 97 (77 is reserved)", chapter));
+        return Err(format!(
+            "\"{s}\" is in chapter {:02}; goods are classified in chapters 01 to 97 (77 is reserved)",
+            chapter
+        ));
     }
     Ok(())
 }
@@ -325,10 +276,7 @@ pub(crate) mod tests {
         assert_eq!(check_s10("RR473124829DE", &r), Ok(()));
         assert_eq!(
             check_s10("RR473124828DE", &r),
-            Err(S10Error::CheckDigit {
-                expected: 9,
-                found: 8
-            })
+            Err(S10Error::CheckDigit { expected: 9, found: 8 })
         );
     }
 
@@ -353,10 +301,7 @@ pub(crate) mod tests {
             "RR473124829de",
             "",
         ] {
-            assert!(
-                matches!(check_s10(bad, &r), Err(S10Error::Format(_))),
-                "{bad}"
-            );
+            assert!(matches!(check_s10(bad, &r), Err(S10Error::Format(_))), "{bad}");
         }
     }
 

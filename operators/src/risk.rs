@@ -80,11 +80,7 @@ impl Risk {
         }
     }
     pub fn score(&self) -> u8 {
-        self.reasons
-            .iter()
-            .map(|&(_, p)| u32::from(p))
-            .sum::<u32>()
-            .min(100) as u8
+        self.reasons.iter().map(|&(_, p)| u32::from(p)).sum::<u32>().min(100) as u8
     }
     pub fn tier(&self, cfg: &RiskConfig) -> Tier {
         let s = self.score();
@@ -232,13 +228,17 @@ impl RiskConfig {
         };
         let shipper_decay = decay(&doc.history.shipper_decay, "history.shipper_decay")?;
         let carrier_decay = decay(&doc.history.carrier_decay, "history.carrier_decay")?;
-        let rule = |r: &RejectionsDoc,
-                    decay: f64,
-                    what: &str|
-         -> Result<RejectionRule, DataError> {
+        let rule = |r: &RejectionsDoc, decay: f64, what: &str| -> Result<RejectionRule, DataError> {
             let min = f64::from(r.min_packages);
             if min >= 1.0 / (1.0 - decay) {
-                return Err(DataError::file(&file.path, format!("{what}.min_packages {} can never be reached with its decay (at most {:.0})", r.min_packages, 1.0 / (1.0 - decay))));
+                return Err(DataError::file(
+                    &file.path,
+                    format!(
+                        "{what}.min_packages {} can never be reached with its decay (at most {:.0})",
+                        r.min_packages,
+                        1.0 / (1.0 - decay)
+                    ),
+                ));
             }
             Ok(RejectionRule {
                 min_packages: min,
@@ -277,23 +277,12 @@ impl RiskConfig {
             transshipment_points: doc.transshipment.points,
             rate_gap: dec(&doc.transshipment.rate_gap, "transshipment.rate_gap")?,
             rate_gap_points: doc.transshipment.rate_gap_points,
-            under_fraction: dec(
-                &doc.undervaluation.fraction_of_norm,
-                "undervaluation.fraction_of_norm",
-            )?,
+            under_fraction: dec(&doc.undervaluation.fraction_of_norm, "undervaluation.fraction_of_norm")?,
             under_points: doc.undervaluation.points,
-            under_min_weight: dec(
-                &doc.undervaluation.min_weight_kg,
-                "undervaluation.min_weight_kg",
-            )?,
+            under_min_weight: dec(&doc.undervaluation.min_weight_kg, "undervaluation.min_weight_kg")?,
             norms,
             vague_points: doc.vague_description.points,
-            vague_words: doc
-                .vague_description
-                .words
-                .iter()
-                .map(|w| w.to_lowercase())
-                .collect(),
+            vague_words: doc.vague_description.words.iter().map(|w| w.to_lowercase()).collect(),
             gift_points: doc.gift_above_exemption.points,
             split_min: doc.split_shipment.min_packages.max(2),
             split_points: doc.split_shipment.points,
@@ -317,11 +306,7 @@ impl RiskConfig {
             if token.bytes().all(|b| b.is_ascii_digit()) {
                 continue;
             }
-            if !self
-                .vague_words
-                .iter()
-                .any(|w| w.eq_ignore_ascii_case(token))
-            {
+            if !self.vague_words.iter().any(|w| w.eq_ignore_ascii_case(token)) {
                 return false;
             }
             any_word = true;
@@ -367,11 +352,7 @@ impl RiskConfig {
         }
         // Undervaluation: value per kg far below the norm of the goods' HTS chapter.
         if let Some(w) = pkg.weight_kg.filter(|w| *w >= self.under_min_weight) {
-            let main = pkg
-                .items
-                .iter()
-                .max_by_key(|i| i.value_usd)
-                .and_then(|i| i.hts);
+            let main = pkg.items.iter().max_by_key(|i| i.value_usd).and_then(|i| i.hts);
             if duty.value_usd < self.norm_for(main) * self.under_fraction * w {
                 risk.add(Reason::Undervaluation, self.under_points);
             }
@@ -439,14 +420,8 @@ impl Default for AccountHistory {
 
 impl AccountHistory {
     /// Looks up a package's accounts without changing anything.
-    pub fn view(
-        &self,
-        cfg: &RiskConfig,
-        carrier: Option<&str>,
-        shipper: Option<u64>,
-    ) -> HistoryView {
-        let shipper_stats =
-            shipper.and_then(|k| self.newest.get(&k).or_else(|| self.oldest.get(&k)));
+    pub fn view(&self, cfg: &RiskConfig, carrier: Option<&str>, shipper: Option<u64>) -> HistoryView {
+        let shipper_stats = shipper.and_then(|k| self.newest.get(&k).or_else(|| self.oldest.get(&k)));
         HistoryView {
             first_time_shipper: shipper.is_some() && shipper_stats.is_none(),
             shipper_flagged: shipper_stats.is_some_and(|s| s.flags(&cfg.shipper_rule)),
@@ -470,13 +445,7 @@ impl AccountHistory {
     }
 
     /// Records one package's outcome.
-    pub fn record(
-        &mut self,
-        cfg: &RiskConfig,
-        carrier: Option<&str>,
-        shipper: Option<u64>,
-        rejected: bool,
-    ) {
+    pub fn record(&mut self, cfg: &RiskConfig, carrier: Option<&str>, shipper: Option<u64>, rejected: bool) {
         if let Some(k) = shipper {
             let stats = match self.newest.get_mut(&k) {
                 Some(s) => s,

@@ -58,8 +58,8 @@ pub struct DataFile {
 
 impl DataFile {
     pub fn read(path: &Path) -> Result<Self, DataError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| DataError::file(path, format!("cannot read data file: {e}")))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| DataError::file(path, format!("cannot read data file: {e}")))?;
         Ok(DataFile {
             path: path.to_path_buf(),
             text,
@@ -109,9 +109,7 @@ impl DataFile {
     /// Parses the file as TOML into `T`; errors carry the line of the offending key.
     pub fn toml<T: serde::de::DeserializeOwned>(&self) -> Result<T, DataError> {
         toml::from_str(&self.text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| self.text[..s.start].lines().count().max(1));
+            let line = e.span().map(|s| self.text[..s.start].lines().count().max(1));
             DataError {
                 file: self.path.clone(),
                 line,
@@ -126,27 +124,16 @@ impl DataFile {
 }
 
 /// Parses a `YYYY-MM-DD` date field.
-pub fn parse_date(
-    file: &DataFile,
-    line: usize,
-    text: &str,
-) -> Result<chrono::NaiveDate, DataError> {
+pub fn parse_date(file: &DataFile, line: usize, text: &str) -> Result<chrono::NaiveDate, DataError> {
     chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .map_err(|_| file.err(line, format!("`{text}` is not a date (YYYY-MM-DD)")))
 }
 
 /// Parses a decimal field exactly.
-pub fn parse_dec(
-    file: &DataFile,
-    line: usize,
-    text: &str,
-    what: &str,
-) -> Result<rust_decimal::Decimal, DataError> {
-    crate::money::parse_decimal(text, 12, false)
-        .map_err(|e| file.err(line, format!("{what} {}", e.describe(text))))?;
+pub fn parse_dec(file: &DataFile, line: usize, text: &str, what: &str) -> Result<rust_decimal::Decimal, DataError> {
+    crate::money::parse_decimal(text, 12, false).map_err(|e| file.err(line, format!("{what} {}", e.describe(text))))?;
     // Keep the scale as written (`0.10` stays `0.10` on every assessment).
-    rust_decimal::Decimal::from_str_exact(text)
-        .map_err(|e| file.err(line, format!("{what} `{text}`: {e}")))
+    rust_decimal::Decimal::from_str_exact(text).map_err(|e| file.err(line, format!("{what} `{text}`: {e}")))
 }
 
 /// A small, stable content hash (FNV-1a, 64-bit) used to fingerprint rate data.

@@ -23,31 +23,18 @@ const MAX_WEIGHT_KG: Decimal = Decimal::from_parts(1000, 0, 0, false, 0);
 const MAX_QUANTITY: u64 = 1_000_000;
 
 /// A required string: reports missing, null, empty or wrongly typed values.
-fn required_str<'a>(
-    f: Field<'a>,
-    path: Path<'_>,
-    name: &str,
-    issues: &mut Issues,
-) -> Option<&'a str> {
+fn required_str<'a>(f: Field<'a>, path: Path<'_>, name: &str, issues: &mut Issues) -> Option<&'a str> {
     match f {
         None => {
             issues.push(Code::MissingField, path, format!("{name} is missing"));
             None
         }
         Some(Json::Null) => {
-            issues.push(
-                Code::MissingField,
-                path,
-                format!("{name} is null; it is required"),
-            );
+            issues.push(Code::MissingField, path, format!("{name} is null; it is required"));
             None
         }
         Some(Json::Str(s)) if s.trim().is_empty() => {
-            issues.push(
-                Code::MissingField,
-                path,
-                format!("{name} is empty; it is required"),
-            );
+            issues.push(Code::MissingField, path, format!("{name} is empty; it is required"));
             None
         }
         Some(Json::Str(s)) => Some(s),
@@ -63,12 +50,7 @@ fn required_str<'a>(
 }
 
 /// An optional string: absent and null are both "not given".
-fn optional_str<'a>(
-    f: Field<'a>,
-    path: Path<'_>,
-    name: &str,
-    issues: &mut Issues,
-) -> Option<&'a str> {
+fn optional_str<'a>(f: Field<'a>, path: Path<'_>, name: &str, issues: &mut Issues) -> Option<&'a str> {
     match f {
         None | Some(Json::Null) => None,
         Some(Json::Str(s)) => Some(s),
@@ -84,23 +66,14 @@ fn optional_str<'a>(
 }
 
 /// A required object: `Some(t)` when present and an object.
-fn required_part<'p, T>(
-    p: &'p Part<T>,
-    path: Path<'_>,
-    name: &str,
-    issues: &mut Issues,
-) -> Option<&'p T> {
+fn required_part<'p, T>(p: &'p Part<T>, path: Path<'_>, name: &str, issues: &mut Issues) -> Option<&'p T> {
     match p {
         Part::Missing => {
             issues.push(Code::MissingField, path, format!("{name} is missing"));
             None
         }
         Part::Wrong("null") => {
-            issues.push(
-                Code::MissingField,
-                path,
-                format!("{name} is null; it is required"),
-            );
+            issues.push(Code::MissingField, path, format!("{name} is null; it is required"));
             None
         }
         Part::Wrong(kind) => {
@@ -170,12 +143,7 @@ pub fn header<'a>(ops: &Operators, m: &RawManifest<'a>) -> Header<'a> {
     let mut issues = Issues::default();
     let mut h = Header::default();
 
-    if let Some(id) = required_str(
-        m.manifest_id,
-        Path::Header("$.manifest_id"),
-        "manifest_id",
-        &mut issues,
-    ) {
+    if let Some(id) = required_str(m.manifest_id, Path::Header("$.manifest_id"), "manifest_id", &mut issues) {
         h.manifest_id = Some(id);
         let ok = (1..=64).contains(&id.len())
             && id
@@ -185,23 +153,16 @@ pub fn header<'a>(ops: &Operators, m: &RawManifest<'a>) -> Header<'a> {
             issues.push(
                 Code::InvalidManifestId,
                 Path::Header("$.manifest_id"),
-                format!("manifest_id \"{}\" must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'", clip(id)),
+                format!(
+                    "manifest_id \"{}\" must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'",
+                    clip(id)
+                ),
             );
         }
     }
 
-    if let Some(c) = required_part(
-        &m.carrier,
-        Path::Header("$.carrier"),
-        "carrier",
-        &mut issues,
-    ) {
-        let code = required_str(
-            c.code,
-            Path::Header("$.carrier.code"),
-            "carrier.code",
-            &mut issues,
-        );
+    if let Some(c) = required_part(&m.carrier, Path::Header("$.carrier"), "carrier", &mut issues) {
+        let code = required_str(c.code, Path::Header("$.carrier.code"), "carrier.code", &mut issues);
         let code_type = required_str(
             c.code_type,
             Path::Header("$.carrier.code_type"),
@@ -213,10 +174,7 @@ pub fn header<'a>(ops: &Operators, m: &RawManifest<'a>) -> Header<'a> {
             Some((t, None)) => issues.push(
                 Code::InvalidCarrierCode,
                 Path::Header("$.carrier.code_type"),
-                format!(
-                    "carrier.code_type \"{}\" must be iata, icao or scac",
-                    clip(t)
-                ),
+                format!("carrier.code_type \"{}\" must be iata, icao or scac", clip(t)),
             ),
             Some((_, Some(kind))) => {
                 if let Some(code) = code {
@@ -234,12 +192,7 @@ pub fn header<'a>(ops: &Operators, m: &RawManifest<'a>) -> Header<'a> {
     }
 
     if let Some(t) = required_part(&m.trip, Path::Header("$.trip"), "trip", &mut issues) {
-        if let Some(n) = required_str(
-            t.number,
-            Path::Header("$.trip.number"),
-            "trip.number",
-            &mut issues,
-        ) {
+        if let Some(n) = required_str(t.number, Path::Header("$.trip.number"), "trip.number", &mut issues) {
             h.trip_number = Some(n);
             if n.chars().count() > 16 {
                 issues.push(
@@ -274,7 +227,10 @@ pub fn header<'a>(ops: &Operators, m: &RawManifest<'a>) -> Header<'a> {
                 issues.push(
                     Code::InvalidPort,
                     Path::Header("$.trip.port_of_arrival"),
-                    format!("trip.port_of_arrival \"{}\" must be 4 digits (district and port, e.g. 4701)", clip(p)),
+                    format!(
+                        "trip.port_of_arrival \"{}\" must be 4 digits (district and port, e.g. 4701)",
+                        clip(p)
+                    ),
                 );
             }
         }
@@ -299,7 +255,10 @@ pub fn header<'a>(ops: &Operators, m: &RawManifest<'a>) -> Header<'a> {
                 None => issues.push(
                     Code::InvalidDate,
                     Path::Header("$.trip.arrival_time"),
-                    format!("trip.arrival_time \"{}\" is not an RFC 3339 time with offset, e.g. 2026-03-02T13:05:00-05:00", clip(s)),
+                    format!(
+                        "trip.arrival_time \"{}\" is not an RFC 3339 time with offset, e.g. 2026-03-02T13:05:00-05:00",
+                        clip(s)
+                    ),
                 ),
                 Some(arrival) => {
                     if let Some(dep) = departure {
@@ -307,20 +266,38 @@ pub fn header<'a>(ops: &Operators, m: &RawManifest<'a>) -> Header<'a> {
                             issues.push(
                                 Code::InvalidDate,
                                 Path::Header("$.trip.departure_time"),
-                                format!("trip.departure_time {} is after trip.arrival_time {}", dep.to_rfc3339(), arrival.to_rfc3339()),
+                                format!(
+                                    "trip.departure_time {} is after trip.arrival_time {}",
+                                    dep.to_rfc3339(),
+                                    arrival.to_rfc3339()
+                                ),
                             );
                         }
                     }
                     let date = eastern_date(arrival);
-                    h.arrival_date = Some(date);
-                    h.month = Some(Month::of(date));
-                    h.regime = ops.rates.regimes.iter().position(|r| r.from <= date && r.to.is_none_or(|t| date <= t));
+                    // Echo only dates that print as YYYY-MM-DD; no regime covers others anyway.
+                    if (1..=9999).contains(&chrono::Datelike::year(&date)) {
+                        h.arrival_date = Some(date);
+                        h.month = Some(Month::of(date));
+                    }
+                    h.regime = ops
+                        .rates
+                        .regimes
+                        .iter()
+                        .position(|r| r.from <= date && r.to.is_none_or(|t| date <= t));
                     if h.regime.is_none() {
-                        let first = ops.rates.regimes.first().map(|r| r.from.to_string()).unwrap_or_default();
+                        let first = ops
+                            .rates
+                            .regimes
+                            .first()
+                            .map(|r| r.from.to_string())
+                            .unwrap_or_default();
                         issues.push(
                             Code::NoRateRegime,
                             Path::Header("$.trip.arrival_time"),
-                            format!("no rate regime covers the arrival date {date} (US Eastern); regimes start {first}"),
+                            format!(
+                                "no rate regime covers the arrival date {date} (US Eastern); regimes start {first}"
+                            ),
                         );
                     }
                 }
@@ -329,9 +306,7 @@ pub fn header<'a>(ops: &Operators, m: &RawManifest<'a>) -> Header<'a> {
     }
 
     // The method in force: the carrier's election, when the regime offers it that day.
-    if let (Some(carrier), Some(month), Some(ri), Some(date)) =
-        (h.carrier, h.month, h.regime, h.arrival_date)
-    {
+    if let (Some(carrier), Some(month), Some(ri), Some(date)) = (h.carrier, h.month, h.regime, h.arrival_date) {
         let elected = ops.rates.elected_method(carrier, month);
         let regime = &ops.rates.regimes[ri];
         h.method = if elected == Method::Specific && !regime.offers_specific(date) {
@@ -393,9 +368,7 @@ pub fn package<'a>(
         pkg.tracking_number = Some(t);
         match check_s10(t, &ops.reference) {
             Ok(()) => {}
-            Err(S10Error::Format(msg)) => {
-                issues.push(Code::InvalidTrackingNumber, p("tracking_number"), msg)
-            }
+            Err(S10Error::Format(msg)) => issues.push(Code::InvalidTrackingNumber, p("tracking_number"), msg),
             Err(S10Error::CheckDigit { expected, found }) => issues.push(
                 Code::TrackingCheckDigit,
                 p("tracking_number"),
@@ -413,7 +386,10 @@ pub fn package<'a>(
             None => issues.push(
                 Code::InvalidCategory,
                 p("category"),
-                format!("category \"{}\" must be merchandise, gift, documents, returned_goods or commercial_sample", clip(c)),
+                format!(
+                    "category \"{}\" must be merchandise, gift, documents, returned_goods or commercial_sample",
+                    clip(c)
+                ),
             ),
         }
     }
@@ -429,14 +405,8 @@ pub fn package<'a>(
                 );
             }
         }
-        if let Some(c) = required_str(
-            s.country,
-            p("shipper.country"),
-            "shipper.country",
-            &mut issues,
-        ) {
-            pkg.shipper_country =
-                country(ops, c, p("shipper.country"), "shipper.country", &mut issues);
+        if let Some(c) = required_str(s.country, p("shipper.country"), "shipper.country", &mut issues) {
+            pkg.shipper_country = country(ops, c, p("shipper.country"), "shipper.country", &mut issues);
         }
         if let (Some(name), Some(c)) = (pkg.shipper_name, pkg.shipper_country) {
             pkg.shipper_key = Some(account_key(&[name, c.as_str()]));
@@ -452,12 +422,7 @@ pub fn package<'a>(
                 "consignee.name is longer than 256 characters",
             );
         }
-        if let Some(a) = required_part(
-            &c.address,
-            p("consignee.address"),
-            "consignee.address",
-            &mut issues,
-        ) {
+        if let Some(a) = required_part(&c.address, p("consignee.address"), "consignee.address", &mut issues) {
             required_str(
                 a.line1,
                 p("consignee.address.line1"),
@@ -487,7 +452,10 @@ pub fn package<'a>(
                     issues.push(
                         Code::InvalidAddress,
                         p("consignee.address.postal_code"),
-                        format!("consignee.address.postal_code \"{}\" is not a US ZIP code (12207 or 12207-1234)", clip(code)),
+                        format!(
+                            "consignee.address.postal_code \"{}\" is not a US ZIP code (12207 or 12207-1234)",
+                            clip(code)
+                        ),
                     );
                 }
             }
@@ -501,12 +469,15 @@ pub fn package<'a>(
                     issues.push(
                         Code::InvalidCountry,
                         p("consignee.address.country"),
-                        format!("consignee.address.country is \"{}\"; packages on a US manifest are addressed to the US", clip(cc)),
+                        format!(
+                            "consignee.address.country is \"{}\"; packages on a US manifest are addressed to the US",
+                            clip(cc)
+                        ),
                     );
                 }
             }
-            if let (Some(n), Some(z)) = (name, postal) {
-                pkg.consignee_key = Some(account_key(&[n, &z[..z.len().min(5)]]));
+            if let (Some(n), Some(z)) = (name, postal.filter(|z| is_zip(z))) {
+                pkg.consignee_key = Some(account_key(&[n, &z[..5]]));
             }
         }
     }
@@ -519,11 +490,9 @@ pub fn package<'a>(
         &mut issues,
     ) {
         match parse_decimal(text, 3, is_num) {
-            Ok(w) if w.is_zero() => issues.push(
-                Code::InvalidWeight,
-                p("weight_kg"),
-                "weight_kg must be greater than 0",
-            ),
+            Ok(w) if w.is_zero() => {
+                issues.push(Code::InvalidWeight, p("weight_kg"), "weight_kg must be greater than 0")
+            }
             Ok(w) if w > MAX_WEIGHT_KG => issues.push(
                 Code::InvalidWeight,
                 p("weight_kg"),
@@ -562,10 +531,7 @@ pub fn package<'a>(
                 issues.push(
                     Code::SchemaViolation,
                     p("items"),
-                    format!(
-                        "items has {} entries; a package lists at most {MAX_ITEMS}",
-                        list.len()
-                    ),
+                    format!("items has {} entries; a package lists at most {MAX_ITEMS}", list.len()),
                 );
             } else {
                 pkg.items.reserve_exact(list.len());
@@ -578,24 +544,23 @@ pub fn package<'a>(
         }
     }
 
-    // Level 2 on the whole package, once its items are resolved.
-    if issues.is_empty() {
+    // Level 2 on the whole package, once its items are resolved (which needs a valid header).
+    if issues.is_empty() && h.errors.is_empty() {
         let total = pkg.value_usd();
         if let Some(max) = regime.and_then(|r| r.max_package_value_usd) {
             if total > max {
                 issues.push(
                     Code::ValueAbovePostalLimit,
                     p("items"),
-                    format!("the package is valued {} USD, above the {} USD limit of postal entry; it needs a formal entry", round_cents(total), max),
+                    format!(
+                        "the package is valued {} USD, above the {} USD limit of postal entry; it needs a formal entry",
+                        round_cents(total),
+                        max
+                    ),
                 );
             }
         }
-        if total.is_zero()
-            && matches!(
-                pkg.category,
-                Category::Merchandise | Category::CommercialSample
-            )
-        {
+        if total.is_zero() && matches!(pkg.category, Category::Merchandise | Category::CommercialSample) {
             warnings.push(Issue::new(
                 Code::ZeroDeclaredValue,
                 p("items").render(),
@@ -644,9 +609,7 @@ fn item<'a>(
             issues.push(
                 Code::InvalidDescription,
                 at("description"),
-                format!(
-                    "description has {n} characters; describe the goods in 3 to 256 characters"
-                ),
+                format!("description has {n} characters; describe the goods in 3 to 256 characters"),
             );
         }
     }
@@ -674,13 +637,8 @@ fn item<'a>(
         }
     });
 
-    let origin = required_str(
-        raw.origin_country,
-        at("origin_country"),
-        "origin_country",
-        issues,
-    )
-    .and_then(|c| country(ops, c, at("origin_country"), "origin_country", issues));
+    let origin = required_str(raw.origin_country, at("origin_country"), "origin_country", issues)
+        .and_then(|c| country(ops, c, at("origin_country"), "origin_country", issues));
 
     let quantity = match raw.quantity {
         None | Some(Json::Null) => {
@@ -731,22 +689,20 @@ fn item<'a>(
         cur
     });
 
-    let value = decimal_text(raw.value, at("value"), "value", Code::InvalidValue, issues).and_then(
-        |(text, is_num)| {
-            let places = currency.map_or(4, |c| u32::from(c.minor_units));
-            match parse_decimal(text, places, is_num) {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    let mut msg = format!("value {}", e.describe(text));
-                    if let (AmountError::TooManyDecimals { .. }, Some(c)) = (&e, currency) {
-                        msg.push_str(&format!(" for {}", c.as_str()));
-                    }
-                    issues.push(Code::InvalidValue, at("value"), msg);
-                    None
+    let value = decimal_text(raw.value, at("value"), "value", Code::InvalidValue, issues).and_then(|(text, is_num)| {
+        let places = currency.map_or(4, |c| u32::from(c.minor_units));
+        match parse_decimal(text, places, is_num) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let mut msg = format!("value {}", e.describe(text));
+                if let (AmountError::TooManyDecimals { .. }, Some(c)) = (&e, currency) {
+                    msg.push_str(&format!(" for {}", c.as_str()));
                 }
+                issues.push(Code::InvalidValue, at("value"), msg);
+                None
             }
-        },
-    );
+        }
+    });
 
     // Resolve FX and rate: only meaningful with a valid arrival date and regime.
     let (Some(date), Some(regime)) = (h.arrival_date, regime) else {
@@ -758,7 +714,10 @@ fn item<'a>(
             issues.push(
                 Code::UnknownFxRate,
                 at("currency"),
-                format!("no {} to USD rate is on file for {date}; send the value in USD or ask for the rate to be added", c.as_str()),
+                format!(
+                    "no {} to USD rate is on file for {date}; send the value in USD or ask for the rate to be added",
+                    c.as_str()
+                ),
             );
         }
         fx

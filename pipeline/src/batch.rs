@@ -98,11 +98,7 @@ pub fn assess(ops: &Operators, history: &mut AccountHistory, batch: Batch) -> As
     out
 }
 
-fn convert(
-    ops: &Operators,
-    msg: &InputMessage,
-    outcome: &Outcome<'_>,
-) -> (MessageResult, Option<ManifestRecord>) {
+fn convert(ops: &Operators, msg: &InputMessage, outcome: &Outcome<'_>) -> (MessageResult, Option<ManifestRecord>) {
     let mut result = MessageResult::default();
     let m = match outcome {
         Outcome::Message(issue) => {
@@ -231,9 +227,7 @@ pub fn apply_store_rejection(
     encode::write_str(&mut buf, &record.month);
     buf.extend_from_slice(b",\"tracking_number\":");
     encode::write_str(&mut buf, &tracking);
-    buf.extend_from_slice(
-        b",\"status\":\"rejected\",\"errors\":[{\"code\":\"DUPLICATE_TRACKING_NUMBER\",\"field\":",
-    );
+    buf.extend_from_slice(b",\"status\":\"rejected\",\"errors\":[{\"code\":\"DUPLICATE_TRACKING_NUMBER\",\"field\":");
     encode::write_str(&mut buf, &issue.field);
     buf.extend_from_slice(b",\"message\":");
     encode::write_str(&mut buf, &issue.message);

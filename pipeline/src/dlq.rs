@@ -48,13 +48,7 @@ impl DeadLetter {
 fn write_source(out: &mut Vec<u8>, s: &Source) {
     out.extend_from_slice(b"\"source\":{\"topic\":");
     write_str(out, &s.topic);
-    out.extend_from_slice(
-        format!(
-            ",\"partition\":{},\"offset\":{},\"key\":",
-            s.partition, s.offset
-        )
-        .as_bytes(),
-    );
+    out.extend_from_slice(format!(",\"partition\":{},\"offset\":{},\"key\":", s.partition, s.offset).as_bytes());
     match s.key.as_deref().map(std::str::from_utf8) {
         Some(Ok(k)) => write_str(out, k),
         Some(Err(_)) => write_str(
@@ -119,9 +113,7 @@ pub fn package_record(
     write_errors(&mut v, errors);
     v.push(b',');
     write_source(&mut v, source);
-    v.extend_from_slice(
-        format!(",\"package_index\":{package_index},\"tracking_number\":").as_bytes(),
-    );
+    v.extend_from_slice(format!(",\"package_index\":{package_index},\"tracking_number\":").as_bytes());
     match tracking {
         Some(t) => write_str(&mut v, t),
         None => v.extend_from_slice(b"null"),
@@ -153,10 +145,7 @@ pub fn message_record(source: &Source, raw: &[u8], issue: &Issue) -> DeadLetter 
     v.push(b',');
     write_source(&mut v, source);
     v.extend_from_slice(b",\"package_index\":null,\"tracking_number\":null,\"raw_base64\":");
-    write_str(
-        &mut v,
-        &base64::engine::general_purpose::STANDARD.encode(raw),
-    );
+    write_str(&mut v, &base64::engine::general_purpose::STANDARD.encode(raw));
     v.extend_from_slice(b",\"raw_text\":");
     match std::str::from_utf8(raw) {
         Ok(text) => write_str(&mut v, text),
@@ -177,8 +166,7 @@ mod tests {
 
     #[test]
     fn one_package_manifest_keeps_the_header_as_sent() {
-        let raw =
-            br#"{"schema":"manifest/v1","packages":[{"a":1},{"b":[2,{"c":"]"}]}],"trip":{"x":1}}"#;
+        let raw = br#"{"schema":"manifest/v1","packages":[{"a":1},{"b":[2,{"c":"]"}]}],"trip":{"x":1}}"#;
         let packages_at = raw.windows(2).position(|w| w == b":[").unwrap() + 1;
         let second = raw.windows(4).position(|w| w == b"{\"b\"").unwrap();
         let one = one_package_manifest(raw, packages_at, second);

@@ -28,20 +28,16 @@ pub fn run(ops: &Operators, inputs: &[String], out: &mut dyn Write) -> Result<Co
     let mut history = AccountHistory::default();
     let mut counts = Counts::default();
     let stdin = ["-".to_string()];
-    let inputs = if inputs.is_empty() {
-        &stdin[..]
-    } else {
-        inputs
-    };
+    let inputs = if inputs.is_empty() { &stdin[..] } else { inputs };
     for input in inputs {
-        let reader: Box<dyn Read> =
-            if input == "-" {
-                Box::new(std::io::stdin().lock())
-            } else {
-                Box::new(std::fs::File::open(input).with_context(|| {
-                    format!("cannot open {input}; check the path and permissions")
-                })?)
-            };
+        let reader: Box<dyn Read> = if input == "-" {
+            Box::new(std::io::stdin().lock())
+        } else {
+            Box::new(
+                std::fs::File::open(input)
+                    .with_context(|| format!("cannot open {input}; check the path and permissions"))?,
+            )
+        };
         let mut reader = BufReader::with_capacity(1 << 20, reader);
         let mut first = Vec::new();
         // A file whose first non-empty line is `{` alone holds one pretty-printed document.
@@ -83,27 +79,17 @@ pub fn run(ops: &Operators, inputs: &[String], out: &mut dyn Write) -> Result<Co
             }
             chunk.push(strip_newline(line));
             if chunk.len() == CHUNK_MESSAGES {
-                assess_chunk(
-                    ops,
-                    &mut history,
-                    std::mem::take(&mut chunk),
-                    out,
-                    &mut counts,
-                )?;
+                assess_chunk(ops, &mut history, std::mem::take(&mut chunk), out, &mut counts)?;
             }
         }
         assess_chunk(ops, &mut history, chunk, out, &mut counts)?;
     }
-    out.flush()
-        .context("cannot write the assessments to stdout")?;
+    out.flush().context("cannot write the assessments to stdout")?;
     Ok(counts)
 }
 
 fn trim(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(b.len());
+    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
     let end = b
         .iter()
         .rposition(|c| !c.is_ascii_whitespace())
@@ -157,8 +143,7 @@ fn assess_chunk(
         })
         .collect();
     for buf in encoded {
-        out.write_all(&buf)
-            .context("cannot write the assessments to stdout")?;
+        out.write_all(&buf).context("cannot write the assessments to stdout")?;
     }
     Ok(())
 }

@@ -55,11 +55,7 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         brokers: i32,
         /// Topics to create.
-        #[arg(
-            long,
-            value_delimiter = ',',
-            default_value = "manifests,assessments,manifests.dlq"
-        )]
+        #[arg(long, value_delimiter = ',', default_value = "manifests,assessments,manifests.dlq")]
         topics: Vec<String>,
     },
     /// Sends manifests (JSON Lines, one per line) to the input topic of a running broker.
@@ -89,8 +85,7 @@ enum Command {
 fn shutdown_flag() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
     let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, flag.clone())
-            .context("cannot install the signal handler")?;
+        signal_hook::flag::register(sig, flag.clone()).context("cannot install the signal handler")?;
     }
     Ok(flag)
 }
@@ -120,9 +115,7 @@ fn load_operators(dir: Option<PathBuf>) -> Result<Operators> {
 
 fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
-        eprintln!(
-            "dutyflow: internal error ({info}); please report it with the input that caused it"
-        );
+        eprintln!("dutyflow: internal error ({info}); please report it with the input that caused it");
     }));
     let cli = Cli::parse();
     match run(cli) {
@@ -165,10 +158,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 None
             };
-            let brokers = embedded.as_ref().map_or_else(
-                || k.brokers.clone(),
-                broker::EmbeddedBroker::bootstrap_servers,
-            );
+            let brokers = embedded
+                .as_ref()
+                .map_or_else(|| k.brokers.clone(), broker::EmbeddedBroker::bootstrap_servers);
             if settings.pipeline.workers > 0 {
                 let _ = rayon::ThreadPoolBuilder::new()
                     .num_threads(settings.pipeline.workers)
@@ -192,7 +184,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let names: Vec<&str> = topics.iter().map(String::as_str).collect();
             let b = broker::EmbeddedBroker::start(brokers, &names, partitions)?;
             println!("{}", b.bootstrap_servers());
-            eprintln!("dutyflow dev-broker: listening on {} with topics {} ({partitions} partitions each); Ctrl-C stops it", b.bootstrap_servers(), topics.join(", "));
+            eprintln!(
+                "dutyflow dev-broker: listening on {} with topics {} ({partitions} partitions each); Ctrl-C stops it",
+                b.bootstrap_servers(),
+                topics.join(", ")
+            );
             use std::io::Write;
             let _ = std::io::stdout().flush();
             while !shutdown.load(std::sync::atomic::Ordering::SeqCst) {
@@ -203,13 +199,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Produce { config, files } => {
             let settings = settings::Settings::load(config.as_deref())?;
             if settings.kafka.brokers.is_empty() {
-                anyhow::bail!("no brokers configured; set DUTYFLOW_KAFKA_BROKERS to the address `dutyflow dev-broker` printed");
+                anyhow::bail!(
+                    "no brokers configured; set DUTYFLOW_KAFKA_BROKERS to the address `dutyflow dev-broker` printed"
+                );
             }
             let n = service::produce_files(&settings, &files)?;
-            eprintln!(
-                "dutyflow: sent {n} manifest(s) to {}",
-                settings.kafka.input_topic
-            );
+            eprintln!("dutyflow: sent {n} manifest(s) to {}", settings.kafka.input_topic);
             Ok(ExitCode::SUCCESS)
         }
         Command::Totals {
@@ -222,10 +217,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let ops = load_operators(cli.config_dir)?;
             let path = settings.store_path()?;
             if !path.exists() {
-                anyhow::bail!(
-                    "no store at {}; run the service first or set store.url",
-                    path.display()
-                );
+                anyhow::bail!("no store at {}; run the service first or set store.url", path.display());
             }
             let store = store::Store::open_sqlite(&path)?;
             let rows = store.totals(carrier.as_deref(), month.as_deref())?;

@@ -84,12 +84,7 @@ struct GroupContext {
 impl ClientContext for GroupContext {}
 
 impl ConsumerContext for GroupContext {
-    fn rebalance(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        err: RDKafkaRespErr,
-        tpl: &mut TopicPartitionList,
-    ) {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let mut positions = self.positions.lock().unwrap_or_else(|e| e.into_inner());
@@ -120,9 +115,7 @@ impl ConsumerContext for GroupContext {
                 if let Err(e) = consumer.assign(tpl) {
                     tracing::error!(error = %e, "assigning partitions failed");
                 }
-                self.stats
-                    .assigned
-                    .store(!positions.is_empty(), Ordering::SeqCst);
+                self.stats.assigned.store(!positions.is_empty(), Ordering::SeqCst);
                 tracing::info!(
                     partitions = positions.len(),
                     "partitions assigned; resuming from the store's offsets"
@@ -132,10 +125,7 @@ impl ConsumerContext for GroupContext {
                 // Revocation (or a rebalance error): let every in-flight batch finish first.
                 self.generation.fetch_add(1, Ordering::SeqCst);
                 self.in_flight.wait_zero();
-                self.positions
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clear();
+                self.positions.lock().unwrap_or_else(|e| e.into_inner()).clear();
                 self.stats.assigned.store(false, Ordering::SeqCst);
                 if let Err(e) = consumer.unassign() {
                     tracing::warn!(error = %e, "unassign failed");
@@ -150,11 +140,7 @@ impl GroupContext {
     fn stored_offsets(&self, tpl: &TopicPartitionList) -> Result<HashMap<(String, i32), i64>> {
         let store = Store::open_sqlite(&self.store_path)?;
         let mut out = HashMap::new();
-        let mut topics: Vec<String> = tpl
-            .elements()
-            .iter()
-            .map(|e| e.topic().to_string())
-            .collect();
+        let mut topics: Vec<String> = tpl.elements().iter().map(|e| e.topic().to_string()).collect();
         topics.dedup();
         for topic in topics {
             for (p, next) in store.offsets(&self.group, &topic)? {
@@ -184,10 +170,14 @@ impl ProducerContext for DeliveryContext {
     }
 }
 
-/// A librdkafka client configuration with the settings' pass-through properties.
-pub fn client_config(settings: &Settings, brokers: &str) -> ClientConfig {
+/// A librdkafka client configuration: dutyflow's `defaults`, then the settings' pass-through
+/// properties (which win).
+pub fn client_config(settings: &Settings, brokers: &str, defaults: &[(&str, String)]) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", brokers);
+    for (k, v) in defaults {
+        c.set(*k, v);
+    }
     for (k, v) in &settings.kafka.properties {
         c.set(k, v);
     }
@@ -215,37 +205,46 @@ pub fn run(
         stats: stats.clone(),
     };
     let consumer: Arc<BaseConsumer<GroupContext>> = Arc::new(
-        client_config(settings, brokers)
-            .set("group.id", &settings.kafka.group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("partition.assignment.strategy", "range,roundrobin")
-            .set(
-                "queued.max.messages.kbytes",
-                settings.pipeline.consumer_queue_kbytes.to_string(),
-            )
-            .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "1000")
-            .create_with_context(ctx)
-            .context("cannot create the Kafka consumer")?,
+        client_config(
+            settings,
+            brokers,
+            &[
+                ("group.id", settings.kafka.group_id.clone()),
+                ("enable.auto.commit", "false".into()),
+                ("enable.auto.offset.store", "false".into()),
+                ("auto.offset.reset", "earliest".into()),
+                ("partition.assignment.strategy", "range,roundrobin".into()),
+                (
+                    "queued.max.messages.kbytes",
+                    settings.pipeline.consumer_queue_kbytes.to_string(),
+                ),
+                ("session.timeout.ms", "6000".into()),
+                ("heartbeat.interval.ms", "500".into()),
+            ],
+        )
+        .create_with_context(ctx)
+        .context("cannot create the Kafka consumer")?,
     );
     consumer
         .subscribe(&[&settings.kafka.input_topic])
         .context("cannot subscribe to the input topic")?;
-    let producer: ThreadedProducer<DeliveryContext> = client_config(settings, brokers)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .set("compression.type", "lz4")
-        .set("message.timeout.ms", "30000")
-        .create_with_context(DeliveryContext::default())
-        .context("cannot create the Kafka producer")?;
+    let producer: ThreadedProducer<DeliveryContext> = client_config(
+        settings,
+        brokers,
+        &[
+            ("enable.idempotence", "true".into()),
+            ("linger.ms", "5".into()),
+            ("compression.type", "lz4".into()),
+            ("message.timeout.ms", "30000".into()),
+        ],
+    )
+    .create_with_context(DeliveryContext::default())
+    .context("cannot create the Kafka producer")?;
     let producer = Arc::new(producer);
 
     let cap = settings.pipeline.max_in_flight_batches;
     let (to_assess, assess_rx): (SyncSender<Batch>, Receiver<Batch>) = sync_channel(cap);
-    let (to_commit, commit_rx): (SyncSender<AssessedBatch>, Receiver<AssessedBatch>) =
-        sync_channel(1);
+    let (to_commit, commit_rx): (SyncSender<AssessedBatch>, Receiver<AssessedBatch>) = sync_channel(1);
     let resync = Arc::new(AtomicBool::new(false));
 
     let assess_ops = ops.clone();
@@ -278,8 +277,7 @@ pub fn run(
                 for mut b in commit_rx {
                     if !resync.load(Ordering::SeqCst) {
                         commit_with_retry(
-                            &settings, &mut store, &producer, &consumer, &mut b, &resync,
-                            &shutdown, &stats,
+                            &settings, &mut store, &producer, &consumer, &mut b, &resync, &shutdown, &stats,
                         );
                     }
                     in_flight.done();
@@ -287,9 +285,7 @@ pub fn run(
             })?
     };
 
-    consume_loop(
-        settings, &consumer, &to_assess, &in_flight, &resync, &shutdown,
-    );
+    consume_loop(settings, &consumer, &to_assess, &in_flight, &resync, &shutdown);
     drop(to_assess);
     let _ = assess_stage.join();
     let _ = commit_stage.join();
@@ -381,8 +377,7 @@ fn consume_loop(
                 opened.get_or_insert_with(Instant::now);
             }
         }
-        let due =
-            opened.is_some_and(|t| t.elapsed() >= max_wait) || batch.messages.len() >= max_messages;
+        let due = opened.is_some_and(|t| t.elapsed() >= max_wait) || batch.messages.len() >= max_messages;
         if due && !batch.messages.is_empty() {
             in_flight.add();
             if to_assess.send(std::mem::take(&mut batch)).is_err() {
@@ -452,13 +447,7 @@ fn commit_with_retry(
             |records, rejections| {
                 b.records = records.to_vec();
                 for r in rejections {
-                    batch::apply_store_rejection(
-                        b,
-                        r.manifest,
-                        r.package,
-                        &r.other_manifest_id,
-                        &r.other_arrival_date,
-                    );
+                    batch::apply_store_rejection(b, r.manifest, r.package, &r.other_manifest_id, &r.other_arrival_date);
                 }
                 publish(settings, producer, b)
             },
@@ -501,16 +490,12 @@ fn commit_with_retry(
 
 fn record_stats(stats: &Stats, b: &AssessedBatch) {
     stats.batches.fetch_add(1, Ordering::Relaxed);
-    stats
-        .messages
-        .fetch_add(b.messages.len() as u64, Ordering::Relaxed);
+    stats.messages.fetch_add(b.messages.len() as u64, Ordering::Relaxed);
     let mut by_code = stats.by_code.lock().unwrap_or_else(|e| e.into_inner());
     for r in &b.results {
         stats.packages.fetch_add(r.packages, Ordering::Relaxed);
         stats.accepted.fetch_add(r.accepted, Ordering::Relaxed);
-        stats
-            .rejected
-            .fetch_add(r.dead_letters.len() as u64, Ordering::Relaxed);
+        stats.rejected.fetch_add(r.dead_letters.len() as u64, Ordering::Relaxed);
         for d in &r.dead_letters {
             *by_code.entry(d.code.to_string()).or_insert(0) += 1;
         }
@@ -518,16 +503,11 @@ fn record_stats(stats: &Stats, b: &AssessedBatch) {
 }
 
 /// Sends every output of a batch and waits for delivery.
-fn publish(
-    settings: &Settings,
-    producer: &ThreadedProducer<DeliveryContext>,
-    b: &AssessedBatch,
-) -> Result<()> {
+fn publish(settings: &Settings, producer: &ThreadedProducer<DeliveryContext>, b: &AssessedBatch) -> Result<()> {
     let failed_before = producer.context().failed.load(Ordering::SeqCst);
     for (msg, result) in b.messages.iter().zip(&b.results) {
         for (key, payload) in &result.assessments {
-            let mut record =
-                BaseRecord::<[u8], [u8]>::to(&settings.kafka.assessments_topic).payload(payload);
+            let mut record = BaseRecord::<[u8], [u8]>::to(&settings.kafka.assessments_topic).payload(payload);
             if let Some(k) = key {
                 record = record.key(k.as_bytes());
             }
@@ -563,17 +543,11 @@ fn publish(
     Ok(())
 }
 
-fn send<'a>(
-    producer: &ThreadedProducer<DeliveryContext>,
-    mut record: BaseRecord<'a, [u8], [u8]>,
-) -> Result<()> {
+fn send<'a>(producer: &ThreadedProducer<DeliveryContext>, mut record: BaseRecord<'a, [u8], [u8]>) -> Result<()> {
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),
-            Err((
-                KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                r,
-            )) => {
+            Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
                 record = r;
                 std::thread::sleep(Duration::from_millis(1));
             }
@@ -585,11 +559,13 @@ fn send<'a>(
 /// Sends every non-empty line of `files` as one message to the input topic; returns the count.
 pub fn produce_files(settings: &Settings, files: &[String]) -> Result<u64> {
     use std::io::BufRead;
-    let producer: ThreadedProducer<DeliveryContext> =
-        client_config(settings, &settings.kafka.brokers)
-            .set("enable.idempotence", "true")
-            .create_with_context(DeliveryContext::default())
-            .context("cannot create the Kafka producer")?;
+    let producer: ThreadedProducer<DeliveryContext> = client_config(
+        settings,
+        &settings.kafka.brokers,
+        &[("enable.idempotence", "true".into())],
+    )
+    .create_with_context(DeliveryContext::default())
+    .context("cannot create the Kafka producer")?;
     let mut n = 0;
     for f in files {
         let file = std::fs::File::open(f).with_context(|| format!("cannot open {f}"))?;

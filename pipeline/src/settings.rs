@@ -67,9 +67,9 @@ impl Settings {
         if let Some(path) = file {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read the config file {}", path.display()))?;
-            let overlay: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-                anyhow::anyhow!("{}: {}", path.display(), e.message())
-            })?;
+            let overlay: toml::Table = text
+                .parse()
+                .map_err(|e: toml::de::Error| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
             merge(&mut table, overlay);
         }
         apply_env(&mut table, std::env::vars())?;
@@ -82,9 +82,7 @@ impl Settings {
 
     fn check(&self) -> Result<()> {
         if self.pipeline.batch_max_messages == 0 || self.pipeline.max_in_flight_batches == 0 {
-            bail!(
-                "pipeline.batch_max_messages and pipeline.max_in_flight_batches must be at least 1"
-            );
+            bail!("pipeline.batch_max_messages and pipeline.max_in_flight_batches must be at least 1");
         }
         if !matches!(self.metrics.log_format.as_str(), "text" | "json") {
             bail!("metrics.log_format must be \"text\" or \"json\"");
@@ -97,10 +95,7 @@ impl Settings {
     pub fn store_path(&self) -> Result<PathBuf> {
         match self.store.url.strip_prefix("sqlite://") {
             Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
-            _ => bail!(
-                "store.url \"{}\" is not supported; use sqlite://PATH",
-                self.store.url
-            ),
+            _ => bail!("store.url \"{}\" is not supported; use sqlite://PATH", self.store.url),
         }
     }
 }
@@ -146,16 +141,12 @@ fn apply_env(table: &mut toml::Table, vars: impl Iterator<Item = (String, String
             continue;
         };
         let parsed = match current {
-            toml::Value::Integer(_) => toml::Value::Integer(
-                value
-                    .parse()
-                    .with_context(|| format!("{name} must be an integer"))?,
-            ),
-            toml::Value::Boolean(_) => toml::Value::Boolean(
-                value
-                    .parse()
-                    .with_context(|| format!("{name} must be true or false"))?,
-            ),
+            toml::Value::Integer(_) => {
+                toml::Value::Integer(value.parse().with_context(|| format!("{name} must be an integer"))?)
+            }
+            toml::Value::Boolean(_) => {
+                toml::Value::Boolean(value.parse().with_context(|| format!("{name} must be true or false"))?)
+            }
             _ => toml::Value::String(value),
         };
         sec.insert(key, parsed);
@@ -173,18 +164,9 @@ mod tests {
         apply_env(
             &mut table,
             vec![
-                (
-                    "DUTYFLOW_KAFKA_BROKERS".to_string(),
-                    "kafka:9092".to_string(),
-                ),
-                (
-                    "DUTYFLOW_PIPELINE_BATCH_MAX_MESSAGES".to_string(),
-                    "64".to_string(),
-                ),
-                (
-                    "DUTYFLOW_RDKAFKA_SECURITY_PROTOCOL".to_string(),
-                    "SASL_SSL".to_string(),
-                ),
+                ("DUTYFLOW_KAFKA_BROKERS".to_string(), "kafka:9092".to_string()),
+                ("DUTYFLOW_PIPELINE_BATCH_MAX_MESSAGES".to_string(), "64".to_string()),
+                ("DUTYFLOW_RDKAFKA_SECURITY_PROTOCOL".to_string(), "SASL_SSL".to_string()),
                 ("UNRELATED".to_string(), "x".to_string()),
             ]
             .into_iter(),
@@ -194,10 +176,7 @@ mod tests {
         assert_eq!(s.kafka.brokers, "kafka:9092");
         assert_eq!(s.pipeline.batch_max_messages, 64);
         assert_eq!(
-            s.kafka
-                .properties
-                .get("security.protocol")
-                .map(String::as_str),
+            s.kafka.properties.get("security.protocol").map(String::as_str),
             Some("SASL_SSL")
         );
         assert_eq!(s.kafka.input_topic, "manifests");

@@ -130,8 +130,7 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the SQLite store at `path` and applies pending migrations.
     pub fn open_sqlite(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path)
-            .with_context(|| format!("cannot open the store {}", path.display()))?;
+        let conn = Connection::open(path).with_context(|| format!("cannot open the store {}", path.display()))?;
         conn.busy_timeout(Duration::from_secs(30))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -141,20 +140,21 @@ impl Store {
     }
 
     fn migrate(&mut self) -> Result<()> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")?;
-        let current: i64 = tx.query_row(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-            [],
-            |r| r.get(0),
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
         )?;
+        let current: i64 = tx.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| {
+            r.get(0)
+        })?;
         for &(version, sql) in MIGRATIONS {
             if version > current {
                 tx.execute_batch(sql)
                     .with_context(|| format!("store migration {version} failed"))?;
-                tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, datetime('now'))", params![version])?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, datetime('now'))",
+                    params![version],
+                )?;
             }
         }
         let latest = MIGRATIONS.last().map_or(0, |m| m.0);
@@ -167,7 +167,9 @@ impl Store {
 
     /// Stored next offsets of a consumer group (missing partitions: none stored).
     pub fn offsets(&self, group: &str, topic: &str) -> Result<HashMap<i32, i64>> {
-        let mut stmt = self.conn.prepare_cached("SELECT partition_id, next_offset FROM offsets WHERE consumer_group = $1 AND topic = $2")?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT partition_id, next_offset FROM offsets WHERE consumer_group = $1 AND topic = $2")?;
         let rows = stmt.query_map(params![group, topic], |r| {
             Ok((r.get::<_, i32>(0)?, r.get::<_, i64>(1)?))
         })?;
@@ -184,12 +186,12 @@ impl Store {
         manifests: &mut [ManifestRecord],
         publish: impl FnOnce(&[ManifestRecord], &[StoreRejection]) -> Result<()>,
     ) -> Result<CommitOutcome> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for r in ranges {
             let stored: i64 = tx
-                .prepare_cached("SELECT next_offset FROM offsets WHERE consumer_group = $1 AND topic = $2 AND partition_id = $3")?
+                .prepare_cached(
+                    "SELECT next_offset FROM offsets WHERE consumer_group = $1 AND topic = $2 AND partition_id = $3",
+                )?
                 .query_row(params![group, r.topic, r.partition], |row| row.get(0))
                 .optional()?
                 .unwrap_or(-1);
@@ -261,9 +263,7 @@ impl Store {
     }
 
     /// Totals recomputed from the accepted packages (for checks: must equal `totals`).
-    pub fn totals_from_packages(
-        &self,
-    ) -> Result<Vec<(String, String, String, String, i64, i64, i64, i64)>> {
+    pub fn totals_from_packages(&self) -> Result<Vec<(String, String, String, String, i64, i64, i64, i64)>> {
         let mut stmt = self.conn.prepare(
             "SELECT carrier, month, regime, method, COUNT(*), SUM(item_lines), SUM(value_cents), SUM(duty_cents)
              FROM packages GROUP BY carrier, month, regime, method ORDER BY carrier, month, regime, method",
@@ -351,9 +351,7 @@ fn remove_contribution(
     for row in rows {
         let (month, regime, method, n, lines, value, duty, fees) = row?;
         let method = method_name(&method);
-        let d = deltas
-            .entry((carrier.to_string(), month, regime, method))
-            .or_default();
+        let d = deltas.entry((carrier.to_string(), month, regime, method)).or_default();
         d.packages -= n;
         d.item_lines -= lines;
         d.value -= value;
@@ -480,12 +478,7 @@ fn apply_manifest(
                     ])?;
                 }
                 let d = deltas
-                    .entry((
-                        m.carrier.clone(),
-                        m.month.clone(),
-                        acc.regime.clone(),
-                        acc.method,
-                    ))
+                    .entry((m.carrier.clone(), m.month.clone(), acc.regime.clone(), acc.method))
                     .or_default();
                 d.packages += 1;
                 d.item_lines += acc.lines.len() as i64;

@@ -25,12 +25,7 @@ fn due(ops: &Operators, month: &str) -> String {
         .unwrap_or_default()
 }
 
-pub fn print(
-    out: &mut dyn Write,
-    rows: &[TotalsRow],
-    ops: &Operators,
-    format: Format,
-) -> Result<()> {
+pub fn print(out: &mut dyn Write, rows: &[TotalsRow], ops: &Operators, format: Format) -> Result<()> {
     match format {
         Format::Json => {
             let list: Vec<serde_json::Value> = rows

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# One-time setup on a fresh Debian machine: the C toolchain that librdkafka and SQLite are
+# built with (both are compiled from source by their crates). Safe to run again.
+set -euo pipefail
+need=()
+command -v cc >/dev/null || need+=(build-essential)
+command -v make >/dev/null || need+=(make)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+dpkg -s zlib1g-dev >/dev/null 2>&1 || need+=(zlib1g-dev)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi
+command -v cargo >/dev/null || { echo "setup: cargo is missing; install Rust from rustup first" >&2; exit 1; }
