@@ -262,27 +262,6 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Totals recomputed from the accepted packages (for checks: must equal `totals`).
-    pub fn totals_from_packages(&self) -> Result<Vec<(String, String, String, String, i64, i64, i64, i64)>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT carrier, month, regime, method, COUNT(*), SUM(item_lines), SUM(value_cents), SUM(duty_cents)
-             FROM packages GROUP BY carrier, month, regime, method ORDER BY carrier, month, regime, method",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-            ))
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
     /// Page 2 of the worksheet: one row per item line of a carrier's month.
     pub fn worksheet_lines(&self, carrier: &str, month: &str) -> Result<Vec<WorksheetLine>> {
         let mut stmt = self.conn.prepare(
