@@ -4,7 +4,7 @@
     python3 loadtest/gen_manifests.py --manifests 20000 --packages 50 > /tmp/big.jsonl
 
 Deterministic for a given --seed and --bad-rate. This is the same algorithm as the Rust
-generator in benches/src/lib.rs (same splitmix64 PRNG, same draws in the same order), so
+generator in loadtest/src/lib.rs (same splitmix64 PRNG, same draws in the same order), so
 `Generator::new(seed, bad_rate)` produces byte-identical manifests.
 
 What the manifests hold: five carriers (IATA LH/AF/UA, ICAO DLH, SCAC ABCD), departures from the

@@ -1,4 +1,4 @@
-//! Operator-core benchmarks on realistic 50-package manifests (see `dutyflow_benches`).
+//! Operator-core benchmarks on realistic 50-package manifests (see `dutyflow_loadtest`).
 //!
 //!   CARGO_TARGET_DIR=/work/target-bench cargo bench -p dutyflow-benches --bench operators
 //!
@@ -6,7 +6,7 @@
 //! over `ROTATION` pre-generated manifests so that no single input stays hot.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use dutyflow_benches::manifests;
+use dutyflow_loadtest::manifests;
 use dutyflow_operators::decode::Decoder;
 use dutyflow_operators::outcome::Outcome;
 use dutyflow_operators::risk::AccountHistory;

@@ -1,17 +1,9 @@
 //! The `dutyflow` binary: a thin command line over the operators and the pipeline.
 
-mod batch;
-mod broker;
-mod dlq;
-mod file_mode;
-mod service;
-mod settings;
-mod store;
-mod totals;
-
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use dutyflow_operators::Operators;
+use dutyflow_pipeline::{broker, file_mode, service, settings, store, totals};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -215,11 +207,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let settings = settings::Settings::load(config.as_deref())?;
             let ops = load_operators(cli.config_dir)?;
-            let path = settings.store_path()?;
-            if !path.exists() {
-                anyhow::bail!("no store at {}; run the service first or set store.url", path.display());
-            }
-            let store = store::Store::open_sqlite(&path)?;
+            let store = store::Store::open_existing(&settings.store_url()?)?;
             let rows = store.totals(carrier.as_deref(), month.as_deref())?;
             let mut out = std::io::stdout().lock();
             totals::print(&mut out, &rows, &ops, format)?;

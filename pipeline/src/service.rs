@@ -14,7 +14,7 @@
 use crate::batch::{self, AssessedBatch, Batch, InputMessage};
 use crate::dlq::{Source, H_REPLAY};
 use crate::settings::Settings;
-use crate::store::{CommitOutcome, PartitionRange, Store};
+use crate::store::{CommitOutcome, PartitionRange, Store, StoreUrl};
 use anyhow::{Context, Result};
 use dutyflow_operators::risk::AccountHistory;
 use dutyflow_operators::Operators;
@@ -26,7 +26,6 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
@@ -72,7 +71,7 @@ impl InFlight {
 
 /// Consumer context: seeks to the store's offsets on assignment, drains on revocation.
 struct GroupContext {
-    store_path: PathBuf,
+    store_url: StoreUrl,
     group: String,
     /// Next expected offset per partition (the store's, then advanced as batches close).
     positions: Mutex<HashMap<(String, i32), i64>>,
@@ -138,7 +137,7 @@ impl ConsumerContext for GroupContext {
 
 impl GroupContext {
     fn stored_offsets(&self, tpl: &TopicPartitionList) -> Result<HashMap<(String, i32), i64>> {
-        let store = Store::open_sqlite(&self.store_path)?;
+        let store = Store::open(&self.store_url)?;
         let mut out = HashMap::new();
         let mut topics: Vec<String> = tpl.elements().iter().map(|e| e.topic().to_string()).collect();
         topics.dedup();
@@ -192,12 +191,12 @@ pub fn run(
     shutdown: Arc<AtomicBool>,
     stats: Arc<Stats>,
 ) -> Result<()> {
-    let store_path = settings.store_path()?;
-    // Open once up front: creates the file and applies migrations, or fails clearly.
-    let store = Store::open_sqlite(&store_path)?;
+    let store_url = settings.store_url()?;
+    // Open once up front: creates the store and applies migrations, or fails clearly.
+    let store = Store::open(&store_url)?;
     let in_flight = Arc::new(InFlight::default());
     let ctx = GroupContext {
-        store_path: store_path.clone(),
+        store_url: store_url.clone(),
         group: settings.kafka.group_id.clone(),
         positions: Mutex::new(HashMap::new()),
         generation: AtomicU64::new(0),

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The documented defaults (config/dutyflow.toml, compiled in).
 const DEFAULTS: &str = include_str!("../../config/dutyflow.toml");
@@ -87,16 +87,13 @@ impl Settings {
         if !matches!(self.metrics.log_format.as_str(), "text" | "json") {
             bail!("metrics.log_format must be \"text\" or \"json\"");
         }
-        self.store_path()?;
+        self.store_url()?;
         Ok(())
     }
 
-    /// The SQLite file of `store.url`.
-    pub fn store_path(&self) -> Result<PathBuf> {
-        match self.store.url.strip_prefix("sqlite://") {
-            Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
-            _ => bail!("store.url \"{}\" is not supported; use sqlite://PATH", self.store.url),
-        }
+    /// Where the store lives (`store.url`).
+    pub fn store_url(&self) -> Result<crate::store::StoreUrl> {
+        crate::store::StoreUrl::parse(&self.store.url)
     }
 }
 

@@ -11,7 +11,7 @@
 use anyhow::{bail, Context, Result};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Migrations, in order; each runs once, recorded in `schema_migrations`.
@@ -127,7 +127,47 @@ pub struct Store {
     conn: Connection,
 }
 
+/// Where the store lives, parsed from `store.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// `sqlite://PATH`: one file, the embedded default.
+    Sqlite(PathBuf),
+    /// `postgres://…` or `postgresql://…`: a libpq connection URL.
+    Postgres(String),
+}
+
+impl StoreUrl {
+    pub fn parse(url: &str) -> Result<Self> {
+        if let Some(p) = url.strip_prefix("sqlite://") {
+            if !p.is_empty() {
+                return Ok(StoreUrl::Sqlite(PathBuf::from(p)));
+            }
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(StoreUrl::Postgres(url.to_string()));
+        }
+        bail!("store.url \"{url}\" is not supported; use sqlite://PATH or postgres://USER@HOST/DB")
+    }
+}
+
 impl Store {
+    /// Opens (creating if needed) the store at `url` and applies pending migrations.
+    pub fn open(url: &StoreUrl) -> Result<Self> {
+        match url {
+            StoreUrl::Sqlite(path) => Self::open_sqlite(path),
+            StoreUrl::Postgres(_) => bail!("the PostgreSQL store is not built yet; use sqlite://PATH"),
+        }
+    }
+
+    /// Opens a store that must already exist (for read-only verbs such as `totals`).
+    pub fn open_existing(url: &StoreUrl) -> Result<Self> {
+        if let StoreUrl::Sqlite(path) = url {
+            if !path.exists() {
+                bail!("no store at {}; run the service first or set store.url", path.display());
+            }
+        }
+        Self::open(url)
+    }
+
     /// Opens (creating if needed) the SQLite store at `path` and applies pending migrations.
     pub fn open_sqlite(path: &Path) -> Result<Self> {
         let conn = Connection::open(path).with_context(|| format!("cannot open the store {}", path.display()))?;
