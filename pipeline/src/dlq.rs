@@ -12,6 +12,9 @@ pub const H_TOPIC: &str = "dutyflow.source.topic";
 pub const H_PARTITION: &str = "dutyflow.source.partition";
 pub const H_OFFSET: &str = "dutyflow.source.offset";
 pub const H_REPLAY: &str = "dutyflow.replay.count";
+/// On every output (assessment or dead letter): the input message's Kafka timestamp, in ms
+/// since the epoch, so consumers can measure end-to-end latency.
+pub const H_SOURCE_TIMESTAMP: &str = "dutyflow.source.timestamp";
 
 /// Where a message came from.
 #[derive(Debug, Clone)]

@@ -6,6 +6,7 @@ pub mod batch;
 pub mod broker;
 pub mod dlq;
 pub mod file_mode;
+pub mod metrics;
 pub mod service;
 pub mod settings;
 pub mod store;

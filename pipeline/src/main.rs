@@ -158,13 +158,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .num_threads(settings.pipeline.workers)
                     .build_global();
             }
-            service::run(
-                &settings,
-                ops,
-                &brokers,
-                shutdown,
-                std::sync::Arc::new(service::Stats::default()),
-            )?;
+            let stats = std::sync::Arc::new(service::Stats::default());
+            let _endpoint = service::start_metrics(&settings, &stats)?;
+            service::run(&settings, ops, &brokers, shutdown, stats)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::DevBroker {

@@ -12,11 +12,12 @@
 //!    are retried with backoff; they never dead-letter a package.
 
 use crate::batch::{self, AssessedBatch, Batch, InputMessage};
-use crate::dlq::{Source, H_REPLAY};
+use crate::dlq::{Source, H_REPLAY, H_SOURCE_TIMESTAMP};
+use crate::metrics::{self as mx, Health};
 use crate::settings::Settings;
 use crate::store::{CommitOutcome, PartitionRange, Store, StoreUrl};
 use anyhow::{Context, Result};
-use dutyflow_operators::risk::AccountHistory;
+use dutyflow_operators::risk::{AccountHistory, Tier};
 use dutyflow_operators::Operators;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
@@ -40,7 +41,8 @@ pub struct Stats {
     pub rejected: AtomicU64,
     pub batches: AtomicU64,
     pub by_code: Mutex<HashMap<String, u64>>,
-    pub assigned: AtomicBool,
+    /// Assignment and store reachability, for `/readyz`.
+    pub health: Arc<Health>,
 }
 
 /// Batches handed to the assess stage and not yet committed or abandoned.
@@ -52,11 +54,14 @@ struct InFlight {
 
 impl InFlight {
     fn add(&self) {
-        *self.count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        let mut c = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        *c += 1;
+        metrics::gauge!(mx::IN_FLIGHT).set(*c as f64);
     }
     fn done(&self) {
         let mut c = self.count.lock().unwrap_or_else(|e| e.into_inner());
         *c = c.saturating_sub(1);
+        metrics::gauge!(mx::IN_FLIGHT).set(*c as f64);
         if *c == 0 {
             self.zero.notify_all();
         }
@@ -114,7 +119,9 @@ impl ConsumerContext for GroupContext {
                 if let Err(e) = consumer.assign(tpl) {
                     tracing::error!(error = %e, "assigning partitions failed");
                 }
-                self.stats.assigned.store(!positions.is_empty(), Ordering::SeqCst);
+                self.stats.health.assigned.store(!positions.is_empty(), Ordering::SeqCst);
+                metrics::counter!(mx::REBALANCES, "kind" => "assign").increment(1);
+                metrics::gauge!(mx::ASSIGNED).set(positions.len() as f64);
                 tracing::info!(
                     partitions = positions.len(),
                     "partitions assigned; resuming from the store's offsets"
@@ -125,7 +132,9 @@ impl ConsumerContext for GroupContext {
                 self.generation.fetch_add(1, Ordering::SeqCst);
                 self.in_flight.wait_zero();
                 self.positions.lock().unwrap_or_else(|e| e.into_inner()).clear();
-                self.stats.assigned.store(false, Ordering::SeqCst);
+                self.stats.health.assigned.store(false, Ordering::SeqCst);
+                metrics::counter!(mx::REBALANCES, "kind" => "revoke").increment(1);
+                metrics::gauge!(mx::ASSIGNED).set(0.0);
                 if let Err(e) = consumer.unassign() {
                     tracing::warn!(error = %e, "unassign failed");
                 }
@@ -164,6 +173,7 @@ impl ProducerContext for DeliveryContext {
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         if let Err((e, _)) = result {
             self.failed.fetch_add(1, Ordering::SeqCst);
+            metrics::counter!(mx::PRODUCER_ERRORS).increment(1);
             *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
         }
     }
@@ -194,6 +204,8 @@ pub fn run(
     let store_url = settings.store_url()?;
     // Open once up front: creates the store and applies migrations, or fails clearly.
     let store = Store::open(&store_url)?;
+    stats.health.store_ok.store(true, Ordering::SeqCst);
+    metrics::gauge!(mx::UP).set(1.0);
     let in_flight = Arc::new(InFlight::default());
     let ctx = GroupContext {
         store_url: store_url.clone(),
@@ -252,7 +264,9 @@ pub fn run(
         .spawn(move || {
             let mut history = AccountHistory::default();
             for b in assess_rx {
+                let started = Instant::now();
                 let assessed = batch::assess(&assess_ops, &mut history, b);
+                metrics::histogram!(mx::STAGE_DURATION, "stage" => "assess").record(started.elapsed().as_secs_f64());
                 if to_commit.send(assessed).is_err() {
                     break;
                 }
@@ -284,15 +298,98 @@ pub fn run(
             })?
     };
 
+    let stopped = Arc::new(AtomicBool::new(false));
+    let monitor = {
+        let (settings, consumer, producer, stats, stopped) = (
+            settings.clone(),
+            consumer.clone(),
+            producer.clone(),
+            stats.clone(),
+            stopped.clone(),
+        );
+        std::thread::Builder::new()
+            .name("dutyflow-monitor".into())
+            .spawn(move || monitor(&settings, &consumer, &producer, &stats, &stopped))?
+    };
+
     consume_loop(settings, &consumer, &to_assess, &in_flight, &resync, &shutdown);
     drop(to_assess);
     let _ = assess_stage.join();
     let _ = commit_stage.join();
+    stopped.store(true, Ordering::SeqCst);
+    let _ = monitor.join();
+    metrics::gauge!(mx::UP).set(0.0);
     // Leave the group cleanly: revocation runs with nothing in flight.
     consumer.unsubscribe();
     let _ = producer.flush(Duration::from_secs(10));
     tracing::info!("dutyflow stopped: in-flight batches committed, group left");
     Ok(())
+}
+
+/// Every two seconds: consumer lag per assigned partition (high watermark − the store's next
+/// offset), the producer's queue depth, and whether the store answers (for `/readyz`).
+fn monitor(
+    settings: &Settings,
+    consumer: &BaseConsumer<GroupContext>,
+    producer: &ThreadedProducer<DeliveryContext>,
+    stats: &Stats,
+    stopped: &AtomicBool,
+) {
+    let url = consumer.context().store_url.clone();
+    let topic = &settings.kafka.input_topic;
+    let mut store: Option<Store> = None;
+    let mut shown: Vec<i32> = Vec::new();
+    while !stopped.load(Ordering::SeqCst) {
+        metrics::gauge!(mx::PRODUCER_QUEUE).set(f64::from(producer.in_flight_count()));
+        if store.is_none() {
+            store = Store::open(&url)
+                .map_err(|e| tracing::warn!(error = %e, "the store does not answer"))
+                .ok();
+        }
+        let offsets = store.as_ref().map(|s| s.offsets(&settings.kafka.group_id, topic));
+        match offsets {
+            Some(Ok(stored)) => {
+                stats.health.store_ok.store(true, Ordering::SeqCst);
+                let assigned: Vec<i32> = consumer
+                    .assignment()
+                    .map(|a| a.elements_for_topic(topic).iter().map(|e| e.partition()).collect())
+                    .unwrap_or_default();
+                for &p in &assigned {
+                    if let Ok((low, high)) = consumer.fetch_watermarks(topic, p, Duration::from_secs(1)) {
+                        let next = stored.get(&p).copied().unwrap_or(low).max(low);
+                        metrics::gauge!(mx::CONSUMER_LAG, "partition" => p.to_string()).set((high - next).max(0) as f64);
+                    }
+                }
+                for p in shown.iter().filter(|p| !assigned.contains(p)) {
+                    metrics::gauge!(mx::CONSUMER_LAG, "partition" => p.to_string()).set(0.0);
+                }
+                shown = assigned;
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "the store does not answer");
+                stats.health.store_ok.store(false, Ordering::SeqCst);
+                store = None;
+            }
+            None => stats.health.store_ok.store(false, Ordering::SeqCst),
+        }
+        for _ in 0..20 {
+            if stopped.load(Ordering::SeqCst) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Starts the metrics endpoint on `metrics.listen` (none when it is empty).
+pub fn start_metrics(settings: &Settings, stats: &Stats) -> Result<Option<mx::Endpoint>> {
+    let handle = mx::install()?;
+    if settings.metrics.listen.is_empty() {
+        return Ok(None);
+    }
+    let endpoint = mx::serve(&settings.metrics.listen, handle, stats.health.clone())?;
+    tracing::info!(address = %endpoint.addr, "metrics on /metrics, health on /healthz and /readyz");
+    Ok(Some(endpoint))
 }
 
 fn consume_loop(
@@ -333,6 +430,7 @@ fn consume_loop(
             Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(e)) => tracing::warn!(error = %e, "consumer error; librdkafka retries"),
             Some(Ok(m)) => {
+                metrics::counter!(mx::MESSAGES_RECEIVED).increment(1);
                 let key = (m.topic().to_string(), m.partition());
                 let mut positions = ctx.positions.lock().unwrap_or_else(|e| e.into_inner());
                 let Some(expected) = positions.get(&key).copied() else {
@@ -439,6 +537,9 @@ fn commit_with_retry(
     loop {
         let mut records = std::mem::take(&mut b.records);
         let ranges = b.ranges.clone();
+        let started = Instant::now();
+        let mut publishing = Duration::ZERO;
+        let mut publish_failed = false;
         let outcome = store.commit_batch(
             &settings.kafka.group_id,
             &ranges,
@@ -448,11 +549,20 @@ fn commit_with_retry(
                 for r in rejections {
                     batch::apply_store_rejection(b, r.manifest, r.package, &r.other_manifest_id, &r.other_arrival_date);
                 }
-                publish(settings, producer, b)
+                let publish_started = Instant::now();
+                let published = publish(settings, producer, b);
+                publishing = publish_started.elapsed();
+                publish_failed = published.is_err();
+                published
             },
         );
+        let storing = started.elapsed().saturating_sub(publishing).as_secs_f64();
         match outcome {
             Ok(CommitOutcome::Committed) => {
+                metrics::histogram!(mx::STAGE_DURATION, "stage" => "publish").record(publishing.as_secs_f64());
+                metrics::histogram!(mx::STAGE_DURATION, "stage" => "store_commit").record(storing);
+                metrics::histogram!(mx::STORE_COMMIT).record(storing);
+                stats.health.store_ok.store(true, Ordering::SeqCst);
                 record_stats(stats, b);
                 let mut tpl = TopicPartitionList::new();
                 for r in &b.ranges {
@@ -472,6 +582,10 @@ fn commit_with_retry(
                 return;
             }
             Err(e) => {
+                if !publish_failed {
+                    metrics::counter!(mx::STORE_ERRORS).increment(1);
+                    stats.health.store_ok.store(false, Ordering::SeqCst);
+                }
                 if b.records.is_empty() {
                     b.records = records;
                 }
@@ -487,33 +601,89 @@ fn commit_with_retry(
     }
 }
 
+/// Counts a committed batch in the demo's stats and in the metrics.
 fn record_stats(stats: &Stats, b: &AssessedBatch) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     stats.batches.fetch_add(1, Ordering::Relaxed);
     stats.messages.fetch_add(b.messages.len() as u64, Ordering::Relaxed);
+    let (mut packages, mut accepted, mut rejected) = (0, 0, 0);
+    let mut tiers = [0u64; 4];
     let mut by_code = stats.by_code.lock().unwrap_or_else(|e| e.into_inner());
-    for r in &b.results {
-        stats.packages.fetch_add(r.packages, Ordering::Relaxed);
-        stats.accepted.fetch_add(r.accepted, Ordering::Relaxed);
-        stats.rejected.fetch_add(r.dead_letters.len() as u64, Ordering::Relaxed);
+    for (msg, r) in b.messages.iter().zip(&b.results) {
+        packages += r.packages;
+        accepted += r.accepted;
+        rejected += r.dead_letters.len() as u64;
+        for (t, n) in tiers.iter_mut().zip(r.tiers) {
+            *t += n;
+        }
         for d in &r.dead_letters {
             *by_code.entry(d.code.to_string()).or_insert(0) += 1;
+            metrics::counter!(mx::DEAD_LETTERS, "code" => d.code, "stage" => d.stage).increment(1);
+        }
+        if let Some(ts) = msg.timestamp_ms {
+            let latency = now.as_millis() as i64 - ts;
+            metrics::histogram!(mx::END_TO_END).record(latency.max(0) as f64 / 1000.0);
         }
     }
+    drop(by_code);
+    stats.packages.fetch_add(packages, Ordering::Relaxed);
+    stats.accepted.fetch_add(accepted, Ordering::Relaxed);
+    stats.rejected.fetch_add(rejected, Ordering::Relaxed);
+    metrics::counter!(mx::PACKAGES_RECEIVED).increment(packages);
+    metrics::counter!(mx::PACKAGES, "outcome" => "accepted").increment(accepted);
+    metrics::counter!(mx::PACKAGES, "outcome" => "rejected").increment(rejected);
+    for (tier, n) in Tier::ALL.iter().zip(tiers) {
+        if n > 0 {
+            metrics::counter!(mx::RISK_TIER, "tier" => tier.as_str()).increment(n);
+        }
+    }
+    // Duty per carrier and regime: summed per batch first, so the labelled counters are touched
+    // once per combination rather than once per package.
+    let mut duty: HashMap<(&str, &str), u64> = HashMap::new();
+    for record in &b.records {
+        for p in &record.packages {
+            if let Some(a) = &p.accepted {
+                *duty.entry((record.carrier.as_str(), a.regime.as_str())).or_insert(0) += a.duty_cents.max(0) as u64;
+            }
+        }
+    }
+    for ((carrier, regime), cents) in duty {
+        metrics::counter!(mx::DUTY_CENTS, "carrier" => carrier.to_string(), "regime" => regime.to_string())
+            .increment(cents);
+    }
+    metrics::histogram!(mx::BATCH_MESSAGES).record(b.messages.len() as f64);
+    metrics::histogram!(mx::BATCH_PACKAGES).record(packages as f64);
+    metrics::gauge!(mx::LAST_COMMIT).set(now.as_secs_f64());
 }
 
 /// Sends every output of a batch and waits for delivery.
 fn publish(settings: &Settings, producer: &ThreadedProducer<DeliveryContext>, b: &AssessedBatch) -> Result<()> {
     let failed_before = producer.context().failed.load(Ordering::SeqCst);
     for (msg, result) in b.messages.iter().zip(&b.results) {
+        let source_ts = msg.timestamp_ms.map(|t| t.to_string());
+        let source_header = || {
+            let h = OwnedHeaders::new_with_capacity(7);
+            match &source_ts {
+                Some(t) => h.insert(Header {
+                    key: H_SOURCE_TIMESTAMP,
+                    value: Some(t.as_bytes()),
+                }),
+                None => h,
+            }
+        };
         for (key, payload) in &result.assessments {
-            let mut record = BaseRecord::<[u8], [u8]>::to(&settings.kafka.assessments_topic).payload(payload);
+            let mut record = BaseRecord::<[u8], [u8]>::to(&settings.kafka.assessments_topic)
+                .payload(payload)
+                .headers(source_header());
             if let Some(k) = key {
                 record = record.key(k.as_bytes());
             }
             send(producer, record)?;
         }
         for dl in &result.dead_letters {
-            let mut headers = OwnedHeaders::new_with_capacity(6);
+            let mut headers = source_header();
             for (k, v) in dl.headers(&msg.source) {
                 headers = headers.insert(Header {
                     key: k,
