@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# End-to-end load test of dutyflow on a local dev broker (librdkafka's mock cluster).
+#
+#   CARGO_TARGET_DIR=/work/target-bench cargo build --release -p dutyflow -p dutyflow-loadtest
+#   BIN_DIR=/work/target-bench/release loadtest/run.sh [OUT_DIR]
+#
+# Steps, all on one broker in one run:
+#   1. the null pipeline (consume → copy → produce: the ceiling), flat out, then at half its rate;
+#   2. `dutyflow run` with the exactly-once SQLite store, flat out (its maximum rate);
+#   3. the same service at half that rate (latency);
+# then prints a summary (real/null ratio, p99 at half rate, service RSS) and writes
+# OUT_DIR/summary.json next to each step's report. Every process it started is stopped on exit.
+#
+# "Flat out" keeps at most MAX_BACKLOG packages produced and not yet answered: the mock broker
+# keeps only ~5 MB per partition, so a producer running far ahead would lose data.
+#
+# Environment: BIN_DIR (release binaries), PARTITIONS (16), NULL_PACKAGES (2000000),
+# SERVICE_PACKAGES (2000000), HALF_SECONDS (30), MAX_BACKLOG (200000), SEED (2026),
+# KEEP_STORE (1: keep OUT_DIR/store.db), DUTYFLOW_* (passed to the service, e.g.
+# DUTYFLOW_PIPELINE_BATCH_MAX_MESSAGES).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+BIN_DIR=${BIN_DIR:-${CARGO_TARGET_DIR:-$here/target}/release}
+PARTITIONS=${PARTITIONS:-16}
+NULL_PACKAGES=${NULL_PACKAGES:-2000000}
+SERVICE_PACKAGES=${SERVICE_PACKAGES:-2000000}
+HALF_SECONDS=${HALF_SECONDS:-30}
+MAX_BACKLOG=${MAX_BACKLOG:-200000}
+SEED=${SEED:-2026}
+OUT=${1:-/tmp/dutyflow-loadtest-$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+
+dutyflow=$BIN_DIR/dutyflow
+loadtest=$BIN_DIR/dutyflow-loadtest
+for b in "$dutyflow" "$loadtest"; do
+    [ -x "$b" ] || { echo "run.sh: $b not found; build with cargo build --release -p dutyflow -p dutyflow-loadtest and set BIN_DIR" >&2; exit 2; }
+done
+
+started=()
+stop() { # stop PID: TERM, then KILL after 15 s
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 150); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+    echo "run.sh: pid $pid did not stop on SIGTERM; killing it" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+}
+cleanup() {
+    local i
+    for ((i = ${#started[@]} - 1; i >= 0; i--)); do stop "${started[i]}"; done
+    wait 2>/dev/null || true
+    [ "${KEEP_STORE:-0}" = 1 ] || rm -f "$OUT"/store.db "$OUT"/store.db-wal "$OUT"/store.db-shm
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_for() { # wait_for FILE PATTERN SECONDS
+    local i
+    for i in $(seq $(($3 * 10))); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+    echo "run.sh: timed out waiting for \"$2\" in $1" >&2
+    return 1
+}
+
+echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); output in $OUT"
+
+"$dutyflow" dev-broker --partitions "$PARTITIONS" \
+    --topics manifests,assessments,manifests.dlq,null.in,null.out >"$OUT/broker.addr" 2>"$OUT/broker.log" &
+broker_pid=$!
+started+=("$broker_pid")
+wait_for "$OUT/broker.addr" . 20
+brokers=$(head -1 "$OUT/broker.addr")
+echo "== dev broker at $brokers (pid $broker_pid, $PARTITIONS partitions per topic)"
+
+common=(--brokers "$brokers" --broker-pid "$broker_pid" --max-backlog "$MAX_BACKLOG")
+rate_of() { jq -r '.throughput.steady_packages_per_s // .throughput.overall_packages_per_s' "$1"; }
+
+# 1. The null pipeline.
+"$loadtest" null-pipeline --brokers "$brokers" --input null.in --output null.out >"$OUT/null.log" 2>&1 &
+null_pid=$!
+started+=("$null_pid")
+sleep 4 # group join
+"$loadtest" run "${common[@]}" --input-topic null.in --output-topic null.out --dlq-topic "" \
+    --packages "$NULL_PACKAGES" --seed "$SEED" --service-pid "$null_pid" --label null-max --report "$OUT/null-max.json"
+null_rate=$(rate_of "$OUT/null-max.json")
+null_half=$(jq -n "$null_rate / 2 | floor")
+"$loadtest" run "${common[@]}" --input-topic null.in --output-topic null.out --dlq-topic "" \
+    --rate "$null_half" --duration "$HALF_SECONDS" --seed $((SEED + 1)) --service-pid "$null_pid" \
+    --label null-half --report "$OUT/null-half.json"
+stop "$null_pid"
+
+# 2. The service, flat out.
+DUTYFLOW_KAFKA_BROKERS=$brokers DUTYFLOW_KAFKA_GROUP_ID=dutyflow-loadtest \
+    DUTYFLOW_STORE_URL="sqlite://$OUT/store.db" DUTYFLOW_METRICS_LISTEN="" \
+    DUTYFLOW_CONFIG_DIR=${DUTYFLOW_CONFIG_DIR:-$here/config} \
+    "$dutyflow" run >"$OUT/service.log" 2>&1 &
+service_pid=$!
+started+=("$service_pid")
+wait_for "$OUT/service.log" "partitions assigned" 60
+echo "== dutyflow run (pid $service_pid) joined the group"
+"$loadtest" run "${common[@]}" --packages "$SERVICE_PACKAGES" --seed $((SEED + 2)) --service-pid "$service_pid" \
+    --label service-max --report "$OUT/service-max.json"
+service_rate=$(rate_of "$OUT/service-max.json")
+
+# 3. The service at half its maximum rate.
+service_half=$(jq -n "$service_rate / 2 | floor")
+"$loadtest" run "${common[@]}" --rate "$service_half" --duration "$HALF_SECONDS" --seed $((SEED + 3)) \
+    --service-pid "$service_pid" --label service-half --report "$OUT/service-half.json"
+
+jq -n --slurpfile nm "$OUT/null-max.json" --slurpfile nh "$OUT/null-half.json" \
+    --slurpfile sm "$OUT/service-max.json" --slurpfile sh "$OUT/service-half.json" '{
+    null_packages_per_s: $nm[0].throughput.steady_packages_per_s,
+    service_packages_per_s: $sm[0].throughput.steady_packages_per_s,
+    ratio_service_to_null: (($sm[0].throughput.steady_packages_per_s / $nm[0].throughput.steady_packages_per_s) * 1000 | round / 1000),
+    null_half_rate: $nh[0].config.rate, null_half_p99_ms: $nh[0].latency_ms.p99_ms,
+    service_half_rate: $sh[0].config.rate,
+    service_half_latency_ms: $sh[0].latency_ms,
+    service_max_latency_ms: $sm[0].latency_ms,
+    service_rss_max_mib: ([$sm[0].service.rss_max_mib, $sh[0].service.rss_max_mib] | max),
+    service_rss_steady_halves_mib: [$sm[0].service.rss_steady_first_half_max_mib, $sm[0].service.rss_steady_second_half_max_mib],
+    service_cpu_cores: $sm[0].service.cpu_cores_steady, broker_cpu_cores: $sm[0].broker_cpu_cores_steady,
+    loadtest_cpu_cores: $sm[0].loadtest_cpu_cores_steady,
+    complete: ($nm[0].complete and $nh[0].complete and $sm[0].complete and $sh[0].complete)
+}' | tee "$OUT/summary.json"
