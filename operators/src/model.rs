@@ -101,21 +101,72 @@ impl Package<'_> {
 /// A stable 64-bit key of normalised text parts (FNV-1a over lowercase alphanumerics), so
 /// `"Textil Versand GmbH"` and `"TEXTIL  VERSAND GMBH"` are one account.
 pub fn account_key(parts: &[&str]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h: u64 = FNV_OFFSET;
     for part in parts {
-        for c in part
-            .chars()
-            .flat_map(char::to_lowercase)
-            .filter(|c| c.is_alphanumeric())
-        {
-            let mut buf = [0u8; 4];
-            for &b in c.encode_utf8(&mut buf).as_bytes() {
-                h ^= u64::from(b);
-                h = h.wrapping_mul(0x0100_0000_01b3);
+        if part.is_ascii() {
+            // Same bytes as the Unicode path below gives for ASCII text, without decoding chars.
+            for b in part.bytes().filter(u8::is_ascii_alphanumeric) {
+                h = fnv(h, b.to_ascii_lowercase());
+            }
+        } else {
+            for c in part
+                .chars()
+                .flat_map(char::to_lowercase)
+                .filter(|c| c.is_alphanumeric())
+            {
+                let mut buf = [0u8; 4];
+                for &b in c.encode_utf8(&mut buf).as_bytes() {
+                    h = fnv(h, b);
+                }
             }
         }
-        h ^= 0x1f;
-        h = h.wrapping_mul(0x0100_0000_01b3);
+        h = fnv(h, 0x1f);
     }
     h
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+#[inline(always)]
+fn fnv(h: u64, b: u8) -> u64 {
+    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The key as first written: every char lowercased and filtered through Unicode tables.
+    fn unicode_key(parts: &[&str]) -> u64 {
+        let mut h = FNV_OFFSET;
+        for part in parts {
+            for c in part.chars().flat_map(char::to_lowercase).filter(|c| c.is_alphanumeric()) {
+                let mut buf = [0u8; 4];
+                for &b in c.encode_utf8(&mut buf).as_bytes() {
+                    h = fnv(h, b);
+                }
+            }
+            h = fnv(h, 0x1f);
+        }
+        h
+    }
+
+    #[test]
+    fn spacing_and_case_do_not_change_the_account() {
+        assert_eq!(
+            account_key(&["Textil Versand GmbH", "DE"]),
+            account_key(&["TEXTIL  VERSAND GMBH", "de"])
+        );
+        assert_ne!(account_key(&["ab", "c"]), account_key(&["a", "bc"]));
+        assert_eq!(account_key(&["Müller & Söhne", "DE"]), unicode_key(&["MÜLLER & SÖHNE", "DE"]));
+    }
+
+    proptest! {
+        #[test]
+        fn ascii_fast_path_matches_unicode_lowercasing(a in "[ -~]{0,40}", b in "\\PC{0,20}") {
+            prop_assert_eq!(account_key(&[&a, &b]), unicode_key(&[&a, &b]));
+            prop_assert_eq!(account_key(&[&a]), unicode_key(&[&a]));
+        }
+    }
 }
