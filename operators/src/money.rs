@@ -162,9 +162,12 @@ pub fn round_cents(d: Decimal) -> Decimal {
 }
 
 /// Appends `d` with exactly two decimal places.
+#[inline]
 pub fn write_money(out: &mut Vec<u8>, d: Decimal) {
     let mut d = d;
-    d.rescale(2);
+    if d.scale() != 2 {
+        d.rescale(2);
+    }
     write_decimal(out, d);
 }
 
@@ -175,32 +178,58 @@ pub fn write_decimal(out: &mut Vec<u8>, d: Decimal) {
     if m < 0 {
         out.push(b'-');
     }
-    let mut buf = itoa_buf(m.unsigned_abs());
-    if scale > 0 {
-        while buf.len() <= scale {
-            buf.insert(0, b'0');
+    // The digits of |m|, right-aligned, with at least `scale + 1` of them (leading zeros) so
+    // there is always an integer digit before the point. 96-bit mantissas have 29 digits at
+    // most and scales are at most 28.
+    let mut buf = [b'0'; 40];
+    let mut i = buf.len();
+    let v = m.unsigned_abs();
+    match u64::try_from(v) {
+        Ok(v) => write_digits_u64(&mut buf, &mut i, v),
+        Err(_) => {
+            let mut v = v;
+            while v != 0 {
+                i -= 1;
+                buf[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
         }
-        let point = buf.len() - scale;
-        out.extend_from_slice(&buf[..point]);
+    }
+    let start = i.min(buf.len() - scale - 1);
+    let digits = &buf[start..];
+    if scale > 0 {
+        let point = digits.len() - scale;
+        out.reserve(digits.len() + 1);
+        out.extend_from_slice(&digits[..point]);
         out.push(b'.');
-        out.extend_from_slice(&buf[point..]);
+        out.extend_from_slice(&digits[point..]);
     } else {
-        out.extend_from_slice(&buf);
+        out.extend_from_slice(digits);
     }
 }
 
-fn itoa_buf(mut v: u128) -> Vec<u8> {
-    let mut tmp = [0u8; 40];
-    let mut i = tmp.len();
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
+/// Writes the decimal digits of `v` right to left, ending at `buf[*i]` (exclusive); `0` writes
+/// no digit (the buffer's leading zeros supply it).
+#[inline]
+fn write_digits_u64(buf: &mut [u8; 40], i: &mut usize, mut v: u64) {
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+    while v >= 100 {
+        let r = (v % 100) as usize;
+        v /= 100;
+        *i -= 2;
+        buf[*i..*i + 2].copy_from_slice(&PAIRS[2 * r..2 * r + 2]);
     }
-    tmp[i..].to_vec()
+    if v >= 10 {
+        *i -= 2;
+        buf[*i..*i + 2].copy_from_slice(&PAIRS[2 * v as usize..2 * v as usize + 2]);
+    } else if v > 0 {
+        *i -= 1;
+        buf[*i] = b'0' + v as u8;
+    }
 }
 
 /// Formats with exactly two decimal places.
@@ -281,6 +310,23 @@ mod tests {
         let mut v = Vec::new();
         write_decimal(&mut v, dec("0.165"));
         assert_eq!(v, b"0.165");
+        for (d, text) in [
+            ("0", "0"),
+            ("7", "7"),
+            ("0.0", "0.0"),
+            ("0.10", "0.10"),
+            ("0.005", "0.005"),
+            ("100", "100"),
+            ("-12.5", "-12.5"),
+            ("79228162514264337593543950335", "79228162514264337593543950335"),
+            ("7.9228162514264337593543950335", "7.9228162514264337593543950335"),
+            ("0.0000000000000000000000000001", "0.0000000000000000000000000001"),
+            ("18446744073709551616.00", "18446744073709551616.00"),
+        ] {
+            let mut v = Vec::new();
+            write_decimal(&mut v, dec(d));
+            assert_eq!(String::from_utf8(v).unwrap(), text);
+        }
     }
 
     proptest! {
@@ -307,6 +353,23 @@ mod tests {
             let total: Decimal = lines.iter().map(|&c| round_cents(Decimal::new(c, 3))).sum();
             let by_int: i64 = lines.iter().map(|&c| (c + 5) / 10).sum();
             prop_assert_eq!(total, Decimal::new(by_int, 2));
+        }
+
+        #[test]
+        fn write_decimal_matches_display(m in any::<i64>(), hi in 0u32..=u32::MAX, wide in any::<bool>(), scale in 0u32..=28) {
+            let d = if wide {
+                Decimal::from_parts(m as u32, (m >> 32) as u32, hi, m < 0, scale)
+            } else {
+                Decimal::new(m, scale)
+            };
+            let mut v = Vec::new();
+            write_decimal(&mut v, d);
+            // Display prints zero without its sign; so must we, except that it keeps the scale.
+            let mut want = d.to_string();
+            if d.is_zero() {
+                want = want.trim_start_matches('-').to_string();
+            }
+            prop_assert_eq!(String::from_utf8(v).unwrap(), want);
         }
 
         #[test]
