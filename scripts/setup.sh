@@ -12,4 +12,15 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
 fi
+# The operations checks (tests/ops.rs: scripts/check-ops.sh, scripts/prometheus-smoke.sh):
+# promtool and prometheus, docker-compose (its `config` needs no Docker engine), curl, and
+# PyYAML for Debian's python3. Without recommends: no Docker engine, no node exporter.
+ops=()
+command -v promtool >/dev/null || ops+=(prometheus)
+command -v prometheus >/dev/null || ops+=(prometheus)
+command -v docker-compose >/dev/null || ops+=(docker-compose)
+command -v curl >/dev/null || ops+=(curl)
+dpkg -s python3-yaml >/dev/null 2>&1 || ops+=(python3-yaml)
+if [ ${#ops[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
 command -v cargo >/dev/null || { echo "setup: cargo is missing; install Rust from rustup first" >&2; exit 1; }
