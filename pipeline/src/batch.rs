@@ -159,6 +159,7 @@ fn convert(ops: &Operators, msg: &InputMessage, outcome: &Outcome<'_>) -> (Messa
                 p.package.raw_start as usize,
                 p.package.tracking_number,
                 &p.package.errors,
+                None,
             ));
         }
         if let Some(r) = record.as_mut() {
@@ -242,9 +243,8 @@ pub fn apply_store_rejection(
         result.package_starts[p.index as usize],
         Some(&tracking),
         std::slice::from_ref(&issue),
+        Some("store"),
     );
-    let mut dl = dl;
-    dl.stage = "store";
     result.assessments[p.index as usize].1 = buf;
     result.accepted -= 1;
     result.dead_letters.push(dl);

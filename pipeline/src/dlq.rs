@@ -63,7 +63,8 @@ fn write_source(out: &mut Vec<u8>, s: &Source) {
     out.extend_from_slice(format!("}},\"replay_count\":{}", s.replay_count).as_bytes());
 }
 
-fn write_errors(out: &mut Vec<u8>, errors: &[Issue]) {
+/// `stage` overrides each error's own stage (a store-level duplicate is found by the store).
+fn write_errors(out: &mut Vec<u8>, errors: &[Issue], stage: Option<&str>) {
     out.push(b'[');
     for (i, e) in errors.iter().enumerate() {
         if i > 0 {
@@ -72,7 +73,7 @@ fn write_errors(out: &mut Vec<u8>, errors: &[Issue]) {
         out.extend_from_slice(b"{\"code\":\"");
         out.extend_from_slice(e.code.as_str().as_bytes());
         out.extend_from_slice(b"\",\"stage\":\"");
-        out.extend_from_slice(e.code.stage().as_str().as_bytes());
+        out.extend_from_slice(stage.unwrap_or(e.code.stage().as_str()).as_bytes());
         out.extend_from_slice(b"\",\"field\":");
         write_str(out, &e.field);
         out.extend_from_slice(b",\"message\":");
@@ -96,7 +97,9 @@ pub fn one_package_manifest(raw: &[u8], packages_at: usize, package_start: usize
     out
 }
 
-/// The dead letter of one rejected package.
+/// The dead letter of one rejected package. `stage` overrides the stage the error codes imply
+/// (`Some("store")` for a duplicate found by the store).
+#[allow(clippy::too_many_arguments)]
 pub fn package_record(
     source: &Source,
     raw: &[u8],
@@ -105,15 +108,17 @@ pub fn package_record(
     package_start: usize,
     tracking: Option<&str>,
     errors: &[Issue],
+    stage: Option<&'static str>,
 ) -> DeadLetter {
     let primary = &errors[0];
+    let stage = stage.unwrap_or(primary.code.stage().as_str());
     let mut v = Vec::with_capacity(512 + raw.len().min(4096));
     v.extend_from_slice(b"{\"schema\":\"dlq/v1\",\"code\":\"");
     v.extend_from_slice(primary.code.as_str().as_bytes());
     v.extend_from_slice(b"\",\"stage\":\"");
-    v.extend_from_slice(primary.code.stage().as_str().as_bytes());
+    v.extend_from_slice(stage.as_bytes());
     v.extend_from_slice(b"\",\"errors\":");
-    write_errors(&mut v, errors);
+    write_errors(&mut v, errors, Some(stage).filter(|s| *s != primary.code.stage().as_str()));
     v.push(b',');
     write_source(&mut v, source);
     v.extend_from_slice(format!(",\"package_index\":{package_index},\"tracking_number\":").as_bytes());
@@ -131,7 +136,7 @@ pub fn package_record(
     DeadLetter {
         key,
         code: primary.code.as_str(),
-        stage: primary.code.stage().as_str(),
+        stage,
         value: v,
     }
 }
@@ -144,7 +149,7 @@ pub fn message_record(source: &Source, raw: &[u8], issue: &Issue) -> DeadLetter 
     v.extend_from_slice(b"\",\"stage\":\"");
     v.extend_from_slice(issue.code.stage().as_str().as_bytes());
     v.extend_from_slice(b"\",\"errors\":");
-    write_errors(&mut v, std::slice::from_ref(issue));
+    write_errors(&mut v, std::slice::from_ref(issue), None);
     v.push(b',');
     write_source(&mut v, source);
     v.extend_from_slice(b",\"package_index\":null,\"tracking_number\":null,\"raw_base64\":");

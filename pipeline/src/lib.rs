@@ -4,10 +4,13 @@
 
 pub mod batch;
 pub mod broker;
+pub mod demo;
 pub mod dlq;
+pub mod dlq_admin;
 pub mod file_mode;
 pub mod metrics;
 pub mod service;
 pub mod settings;
 pub mod store;
 pub mod totals;
+pub mod worksheet;

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use dutyflow_operators::Operators;
-use dutyflow_pipeline::{broker, file_mode, service, settings, store, totals};
+use dutyflow_pipeline::{broker, demo, dlq_admin, file_mode, service, settings, store, totals, worksheet};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -24,6 +24,31 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole pipeline on an embedded broker and a fresh store, fed by a built-in generator
+    /// of realistic manifests (a few percent bad on purpose); prints a summary. No setup.
+    Demo {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Stop after this many packages.
+        #[arg(long, default_value_t = 200_000)]
+        packages: u64,
+        /// Stop producing after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+        /// Packages per second to produce (0: as fast as the service takes them).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        #[arg(long, default_value_t = 50)]
+        packages_per_manifest: usize,
+        /// Share of packages made invalid on purpose.
+        #[arg(long, default_value_t = 0.02)]
+        bad_rate: f64,
+        #[arg(long, default_value_t = 2026)]
+        seed: u64,
+        /// The store (recreated at the start of each demo when it is a SQLite file).
+        #[arg(long, default_value = "sqlite://dutyflow-demo.db", value_name = "URL")]
+        store: String,
+    },
     /// File mode: manifests as JSON Lines (or one pretty-printed document) → assessment/v1
     /// objects on stdout, one per line, in input order. `-` or no file reads stdin.
     Assess {
@@ -61,6 +86,9 @@ enum Command {
     Totals {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// The store (default: store.url of the configuration).
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
         /// Only this carrier.
         #[arg(long)]
         carrier: Option<String>,
@@ -70,6 +98,64 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = totals::Format::Table)]
         format: totals::Format,
+    },
+    /// The monthly International Mail Duty worksheet of one carrier: page 1 (summary, due
+    /// date) and page 2 (one row per item line).
+    Worksheet {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The store (default: store.url of the configuration).
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
+        /// Carrier code (IATA, ICAO or SCAC), as in the manifests.
+        #[arg(long)]
+        carrier: String,
+        /// Month of arrival (YYYY-MM).
+        #[arg(long)]
+        month: String,
+        #[arg(long, value_enum, default_value_t = worksheet::Format::Text)]
+        format: worksheet::Format,
+    },
+    /// Dead-letter records: list, count, export, and replay fixed records.
+    Dlq {
+        #[arg(long, value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// One line per record: coordinates, code, stage, replay count, tracking number, message.
+    List {
+        /// Only records with this error code.
+        #[arg(long)]
+        code: Option<String>,
+        /// At most this many records.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// Print the dlq/v1 values as JSON Lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Records counted by error code and stage.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The dlq/v1 values as JSON Lines on stdout, to fix and replay.
+    Export {
+        /// Only records with this error code.
+        #[arg(long)]
+        code: Option<String>,
+    },
+    /// Sends fixed dlq/v1 records (JSON Lines; `-` or none: stdin) back to the input topic as
+    /// one-package manifests with dutyflow.replay.count + 1; refuses records past
+    /// dlq.max_replays.
+    Replay {
+        #[arg(value_name = "FILE")]
+        files: Vec<String>,
     },
 }
 
@@ -85,8 +171,10 @@ fn shutdown_flag() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DUTYFLOW_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -103,6 +191,14 @@ fn load_operators(dir: Option<PathBuf>) -> Result<Operators> {
             dir.display()
         )
     })
+}
+
+/// `--store` if given, else the configuration's `store.url`.
+fn store_url(settings: &settings::Settings, flag: Option<&str>) -> Result<store::StoreUrl> {
+    match flag {
+        Some(url) => store::StoreUrl::parse(url),
+        None => settings.store_url(),
+    }
 }
 
 fn main() -> ExitCode {
@@ -131,6 +227,79 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 "dutyflow: {} message(s): {} package(s) accepted, {} rejected",
                 counts.messages, counts.accepted, counts.rejected
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo {
+            config,
+            packages,
+            duration,
+            rate,
+            packages_per_manifest,
+            bad_rate,
+            seed,
+            store,
+        } => {
+            let settings = settings::Settings::load(config.as_deref())?;
+            if std::env::var_os("DUTYFLOW_LOG").is_some() {
+                init_logging(settings.metrics.log_format == "json");
+            }
+            let ops = std::sync::Arc::new(load_operators(cli.config_dir)?);
+            let opts = demo::DemoOptions {
+                packages,
+                duration: std::time::Duration::from_secs(duration),
+                rate,
+                packages_per_manifest,
+                bad_rate,
+                seed,
+                store: store::StoreUrl::parse(&store)?,
+            };
+            let stdout = std::io::stdout();
+            demo::run(&settings, ops, &opts, shutdown_flag()?, &mut stdout.lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Worksheet {
+            config,
+            store,
+            carrier,
+            month,
+            format,
+        } => {
+            let settings = settings::Settings::load(config.as_deref())?;
+            let ops = load_operators(cli.config_dir)?;
+            let store = store::Store::open_existing(&store_url(&settings, store.as_deref())?)?;
+            let sheet = worksheet::build(&store, &ops, &carrier, &month)?;
+            sheet.print(&mut std::io::stdout().lock(), format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dlq { config, command } => {
+            let settings = settings::Settings::load(config.as_deref())?;
+            let mut out = std::io::stdout().lock();
+            match command {
+                DlqCommand::List { code, limit, json } => {
+                    let n = dlq_admin::list(&settings, code.as_deref(), limit, json, &mut out)?;
+                    eprintln!("dutyflow: {n} dead-letter record(s) listed from {}", settings.kafka.dlq_topic);
+                }
+                DlqCommand::Stats { json } => dlq_admin::stats(&settings, json, &mut out)?,
+                DlqCommand::Export { code } => {
+                    let n = dlq_admin::export(&settings, code.as_deref(), &mut out)?;
+                    eprintln!("dutyflow: exported {n} dead-letter record(s); fix them, then `dutyflow dlq replay FILE`");
+                }
+                DlqCommand::Replay { files } => {
+                    let report = dlq_admin::replay(&settings, &files)?;
+                    for (at, why) in &report.refused {
+                        eprintln!("dutyflow: refused {at}: {why}");
+                    }
+                    eprintln!(
+                        "dutyflow: replayed {} record(s) to {}; refused {}",
+                        report.replayed,
+                        settings.kafka.input_topic,
+                        report.refused.len()
+                    );
+                    if !report.refused.is_empty() {
+                        return Ok(ExitCode::from(1));
+                    }
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { config } => {
@@ -197,13 +366,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Totals {
             config,
+            store,
             carrier,
             month,
             format,
         } => {
             let settings = settings::Settings::load(config.as_deref())?;
             let ops = load_operators(cli.config_dir)?;
-            let store = store::Store::open_existing(&settings.store_url()?)?;
+            let store = store::Store::open_existing(&store_url(&settings, store.as_deref())?)?;
             let rows = store.totals(carrier.as_deref(), month.as_deref())?;
             let mut out = std::io::stdout().lock();
             totals::print(&mut out, &rows, &ops, format)?;
