@@ -1,0 +1,212 @@
+//! The monthly accumulation store (contract §4): SQLite by default, or PostgreSQL for several
+//! service processes sharing one store.
+//!
+//! Exactly once: [`Store::commit_batch`] applies a batch's manifests and moves the input
+//! offsets it covers in one transaction. The offset move is a compare-and-set: a batch only
+//! commits if the stored offset of each of its partitions is still where the batch started,
+//! so a consumer that lost a partition in a rebalance can never commit over its new owner.
+//!
+//! One logic, two backends. The schema, the queries and the commit are written once in
+//! portable SQL (`INSERT … ON CONFLICT … DO UPDATE`, `RETURNING`, numbered parameters, integer
+//! cents, `CAST(SUM(…) AS BIGINT)`) against the small [`backend::Backend`] interface. What
+//! differs per backend is only how a write transaction starts and how it locks: SQLite has one
+//! writer at a time (`BEGIN IMMEDIATE`); PostgreSQL locks the batch's offset rows and its
+//! carriers (see `postgres.rs`). Schema changes are versioned files under `migrations/`, the
+//! same files for both.
+
+mod backend;
+mod commit;
+mod postgres;
+mod records;
+mod sqlite;
+
+pub use records::{
+    AcceptedRecord, CommitOutcome, LineRecord, ManifestRecord, PackageRecord, PartitionRange, StoreRejection,
+    TotalsRow, WorksheetLine,
+};
+
+use anyhow::{bail, Context, Result};
+use backend::{args, lock_key, Backend, Tx};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Migrations, in order; each runs once, recorded in `schema_migrations`.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/0001_init.sql"))];
+
+/// The store: one connection to its database. Not shared between threads; open one per thread.
+pub struct Store {
+    /// Reads take `&self` but a PostgreSQL client needs `&mut` for every statement.
+    conn: RefCell<Box<dyn Backend>>,
+}
+
+/// Where the store lives, parsed from `store.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// `sqlite://PATH`: one file, the embedded default.
+    Sqlite(PathBuf),
+    /// `postgres://…` or `postgresql://…`: a libpq connection URL.
+    Postgres(String),
+}
+
+impl StoreUrl {
+    pub fn parse(url: &str) -> Result<Self> {
+        if let Some(p) = url.strip_prefix("sqlite://") {
+            if !p.is_empty() {
+                return Ok(StoreUrl::Sqlite(PathBuf::from(p)));
+            }
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(StoreUrl::Postgres(url.to_string()));
+        }
+        bail!("store.url \"{url}\" is not supported; use sqlite://PATH or postgres://USER@HOST/DB")
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `url` and applies pending migrations. A
+    /// PostgreSQL database must exist; its tables are created on first use.
+    pub fn open(url: &StoreUrl) -> Result<Self> {
+        match url {
+            StoreUrl::Sqlite(path) => Self::open_sqlite(path),
+            StoreUrl::Postgres(url) => Self::with_backend(Box::new(postgres::Postgres::connect(url)?)),
+        }
+    }
+
+    /// Opens a store that must already exist (for read-only verbs such as `totals`).
+    pub fn open_existing(url: &StoreUrl) -> Result<Self> {
+        if let StoreUrl::Sqlite(path) = url {
+            if !path.exists() {
+                bail!("no store at {}; run the service first or set store.url", path.display());
+            }
+        }
+        Self::open(url)
+    }
+
+    /// Opens (creating if needed) the SQLite store at `path` and applies pending migrations.
+    pub fn open_sqlite(path: &Path) -> Result<Self> {
+        Self::with_backend(Box::new(sqlite::Sqlite::open(path)?))
+    }
+
+    fn with_backend(conn: Box<dyn Backend>) -> Result<Self> {
+        let mut store = Store {
+            conn: RefCell::new(conn),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Applies pending migrations, one process at a time.
+    fn migrate(&mut self) -> Result<()> {
+        let mut tx = Tx::begin(self.conn.get_mut().as_mut())?;
+        tx.lock(&[lock_key("dutyflow:migrations")])?;
+        tx.execute_script(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+        )?;
+        let current = schema_version(&mut *tx)?;
+        for &(version, sql) in MIGRATIONS {
+            if version > current {
+                tx.execute_script(sql)
+                    .with_context(|| format!("store migration {version} failed"))?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, CURRENT_TIMESTAMP)",
+                    args![version],
+                )?;
+            }
+        }
+        let latest = MIGRATIONS.last().map_or(0, |m| m.0);
+        if current > latest {
+            bail!("the store is at schema version {current}, newer than this dutyflow ({latest}); upgrade dutyflow");
+        }
+        tx.commit()
+    }
+
+    /// The schema version of the store (the last migration applied).
+    pub fn schema_version(&self) -> Result<i64> {
+        schema_version(self.conn.borrow_mut().as_mut())
+    }
+
+    /// Stored next offsets of a consumer group (missing partitions: none stored).
+    pub fn offsets(&self, group: &str, topic: &str) -> Result<HashMap<i32, i64>> {
+        let rows = self.conn.borrow_mut().rows(
+            "SELECT partition_id, next_offset FROM offsets WHERE consumer_group = $1 AND topic = $2",
+            args![group, topic],
+            |r| Ok((i32::try_from(r.int(0)?)?, r.int(1)?)),
+        )?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Applies a batch and moves its offsets, atomically. `publish` runs inside the transaction,
+    /// after the store decided every package and before the commit: it must deliver the
+    /// batch's outputs (an error rolls everything back, to be retried).
+    ///
+    /// Any error leaves the store as it was and the batch may be retried as it is; on
+    /// PostgreSQL that includes a lost connection, re-opened by the next call.
+    pub fn commit_batch(
+        &mut self,
+        group: &str,
+        ranges: &[PartitionRange],
+        manifests: &mut [ManifestRecord],
+        publish: impl FnOnce(&[ManifestRecord], &[StoreRejection]) -> Result<()>,
+    ) -> Result<CommitOutcome> {
+        commit::commit_batch(self.conn.get_mut().as_mut(), group, ranges, manifests, publish)
+    }
+
+    /// Monthly totals, with the rejected-package count of each carrier and month.
+    pub fn totals(&self, carrier: Option<&str>, month: Option<&str>) -> Result<Vec<TotalsRow>> {
+        self.conn.borrow_mut().rows(
+            "SELECT t.carrier, t.month, t.regime, t.method, t.packages, t.item_lines, t.value_cents, t.duty_cents, t.fees_cents,
+                    (SELECT COUNT(*) FROM rejected_packages r WHERE r.carrier = t.carrier AND r.month = t.month)
+             FROM totals t
+             WHERE (CAST($1 AS TEXT) IS NULL OR t.carrier = $1) AND (CAST($2 AS TEXT) IS NULL OR t.month = $2) AND t.packages <> 0
+             ORDER BY t.carrier, t.month, t.regime, t.method",
+            args![carrier, month],
+            |r| {
+                Ok(TotalsRow {
+                    carrier: r.text(0)?,
+                    month: r.text(1)?,
+                    regime: r.text(2)?,
+                    method: r.text(3)?,
+                    packages: r.int(4)?,
+                    item_lines: r.int(5)?,
+                    value_cents: r.int(6)?,
+                    duty_cents: r.int(7)?,
+                    fees_cents: r.int(8)?,
+                    rejected_packages: r.int(9)?,
+                })
+            },
+        )
+    }
+
+    /// Page 2 of the worksheet: one row per item line of a carrier's month.
+    pub fn worksheet_lines(&self, carrier: &str, month: &str) -> Result<Vec<WorksheetLine>> {
+        self.conn.borrow_mut().rows(
+            "SELECT p.carrier, p.trip_number, p.tracking_number, p.port_of_arrival, p.arrival_date, l.value_cents, l.origin_country, l.rate, l.duty_cents
+             FROM packages p JOIN item_lines l
+               ON l.carrier = p.carrier AND l.manifest_id = p.manifest_id AND l.tracking_number = p.tracking_number
+             WHERE p.carrier = $1 AND p.month = $2
+             ORDER BY p.arrival_date, p.trip_number, p.tracking_number, l.item",
+            args![carrier, month],
+            |r| {
+                Ok(WorksheetLine {
+                    carrier: r.text(0)?,
+                    trip_number: r.text(1)?,
+                    tracking_number: r.text(2)?,
+                    port_of_arrival: r.text(3)?,
+                    arrival_date: r.text(4)?,
+                    value_cents: r.int(5)?,
+                    origin_country: r.text(6)?,
+                    rate: r.text(7)?,
+                    duty_cents: r.int(8)?,
+                })
+            },
+        )
+    }
+}
+
+fn schema_version(conn: &mut dyn Backend) -> Result<i64> {
+    Ok(conn
+        .first("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[], |r| {
+            r.int(0)
+        })?
+        .unwrap_or(0))
+}

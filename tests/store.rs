@@ -1,0 +1,720 @@
+//! The store's battery, run the same against SQLite and PostgreSQL: batch commits and totals,
+//! offset fencing, amendments, 12-month duplicates, replays, rollback on a failed publish,
+//! concurrent writers and concurrent migrations. PostgreSQL is a throwaway server per test
+//! run (`scripts/pg-test-server.sh`), one database per test; the tests fail when its binaries
+//! are missing. Last, the service end to end on PostgreSQL, whose totals must equal a SQLite
+//! run's on the same input.
+
+mod harness;
+
+use dutyflow_pipeline::store::{
+    AcceptedRecord, CommitOutcome, LineRecord, ManifestRecord, PackageRecord, PartitionRange, Store, StoreRejection,
+    StoreUrl,
+};
+use harness::{
+    broker, config_dir, expected_from_file_mode, produce, service, service_cmd, summarize_totals, temp_dir, wait_for,
+    Proc, BIN,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+const GROUP: &str = "dutyflow";
+const TOPIC: &str = "manifests";
+
+// ---------------------------------------------------------------------------------------------
+// The stores under test
+
+/// A fresh SQLite store file for one test.
+fn sqlite_store(name: &str) -> StoreUrl {
+    let dir = std::env::temp_dir().join(format!("dutyflow-store-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    StoreUrl::Sqlite(dir.join(format!("{name}.db")))
+}
+
+/// A fresh database for one test on this run's PostgreSQL server.
+fn postgres_store(name: &str) -> StoreUrl {
+    StoreUrl::Postgres(postgres_database(name))
+}
+
+/// The throwaway PostgreSQL server of this test run, stopped (and its directory removed) when
+/// dropped.
+struct PgServer {
+    dir: PathBuf,
+    /// URL of its `dutyflow` database.
+    url: String,
+}
+
+fn pg_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pg-test-server.sh")
+}
+
+impl PgServer {
+    fn start() -> PgServer {
+        let dir = std::env::temp_dir().join(format!("dutyflow-pg-{}", std::process::id()));
+        let out = Command::new(pg_script())
+            .arg("start")
+            .arg(&dir)
+            .output()
+            .expect("cannot run scripts/pg-test-server.sh");
+        assert!(
+            out.status.success(),
+            "cannot start a PostgreSQL server for the store tests:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        PgServer { dir, url }
+    }
+
+    /// Creates an empty database and returns its URL.
+    fn database(&self, name: &str) -> String {
+        let mut admin = ::postgres::Client::connect(&self.url, ::postgres::NoTls).unwrap();
+        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).unwrap();
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        let (server, _) = self.url.rsplit_once('/').unwrap();
+        format!("{server}/{name}")
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let _ = Command::new(pg_script()).arg("stop").arg(&self.dir).status();
+    }
+}
+
+/// Started by the first test that needs it; shared by every test of the run.
+static PG_SERVER: Mutex<Option<PgServer>> = Mutex::new(None);
+
+/// A static is never dropped, so the server is dropped at process exit, however the tests
+/// ended (the test harness exits through `exit`, which runs `atexit` handlers).
+extern "C" fn stop_pg_server() {
+    drop(PG_SERVER.lock().unwrap_or_else(PoisonError::into_inner).take());
+}
+
+fn postgres_database(name: &str) -> String {
+    let mut server = PG_SERVER.lock().unwrap_or_else(PoisonError::into_inner);
+    let server = match &mut *server {
+        Some(s) => s,
+        none => {
+            let started = none.insert(PgServer::start());
+            // SAFETY: registers a plain function with no arguments, as atexit requires.
+            assert_eq!(unsafe { libc::atexit(stop_pg_server) }, 0);
+            started
+        }
+    };
+    server.database(name)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Records, built as the assess stage builds them (pipeline/src/batch.rs)
+
+/// An accepted package with one item line per value (cents), at 10 % duty and no fees.
+fn accepted(tracking: &str, values: &[i64]) -> PackageRecord {
+    let lines: Vec<LineRecord> = values
+        .iter()
+        .zip(1..)
+        .map(|(&value_cents, item)| LineRecord {
+            item,
+            origin_country: "CN".into(),
+            hts: Some("6109100012".into()),
+            value_cents,
+            rate: "0.1".into(),
+            duty_cents: value_cents / 10,
+        })
+        .collect();
+    PackageRecord {
+        index: 0,
+        tracking_number: Some(tracking.into()),
+        accepted: Some(AcceptedRecord {
+            regime: "postal_entry_2026".into(),
+            method: "ad_valorem",
+            value_cents: lines.iter().map(|l| l.value_cents).sum(),
+            duty_cents: lines.iter().map(|l| l.duty_cents).sum(),
+            fees_cents: 0,
+            rates_version: "test".into(),
+            lines,
+        }),
+        rejected_code: None,
+    }
+}
+
+fn rejected(tracking: &str, code: &'static str) -> PackageRecord {
+    PackageRecord {
+        index: 0,
+        tracking_number: Some(tracking.into()),
+        accepted: None,
+        rejected_code: Some(code),
+    }
+}
+
+/// A manifest arriving on `arrival` (YYYY-MM-DD); packages are numbered in order.
+fn manifest(carrier: &str, id: &str, arrival: &str, packages: Vec<PackageRecord>) -> ManifestRecord {
+    let arrival_date: chrono::NaiveDate = arrival.parse().unwrap();
+    ManifestRecord {
+        carrier: carrier.into(),
+        manifest_id: id.into(),
+        trip_number: format!("{carrier}400"),
+        port_of_arrival: "4701".into(),
+        arrival_date,
+        month: arrival_date.format("%Y-%m").to_string(),
+        replay: false,
+        source_topic: TOPIC.into(),
+        source_partition: 0,
+        source_offset: 0,
+        packages: packages
+            .into_iter()
+            .zip(0..)
+            .map(|(p, index)| PackageRecord { index, ..p })
+            .collect(),
+    }
+}
+
+/// A manifest of one accepted package with one item line.
+fn single(carrier: &str, id: &str, arrival: &str, tracking: &str, value_cents: i64) -> ManifestRecord {
+    manifest(carrier, id, arrival, vec![accepted(tracking, &[value_cents])])
+}
+
+/// LH-1 of 2 March 2026: two accepted packages (three item lines, 35.00 of value, 3.50 of duty)
+/// and a rejected one.
+fn lh_1_mixed() -> ManifestRecord {
+    manifest(
+        "LH",
+        "LH-1",
+        "2026-03-02",
+        vec![
+            accepted("RR000000001DE", &[1000]),
+            accepted("RR000000002DE", &[2000, 500]),
+            rejected("RR000000003DE", "INVALID_HTS"),
+        ],
+    )
+}
+
+/// A dead-letter replay of package `index` of a manifest.
+fn replay(carrier: &str, id: &str, arrival: &str, index: u32, package: PackageRecord) -> ManifestRecord {
+    let mut m = manifest(carrier, id, arrival, vec![package]);
+    m.replay = true;
+    m.packages[0].index = index;
+    m
+}
+
+fn range(partition: i32, expected: i64, next: i64) -> PartitionRange {
+    PartitionRange {
+        topic: TOPIC.into(),
+        partition,
+        expected,
+        next,
+    }
+}
+
+/// What the publish closure was given.
+#[derive(Debug)]
+struct Published {
+    manifests: Vec<ManifestRecord>,
+    rejections: Vec<StoreRejection>,
+}
+
+/// Commits one batch, which must not fail; returns the outcome and what was published.
+fn commit(
+    store: &mut Store,
+    ranges: &[PartitionRange],
+    mut manifests: Vec<ManifestRecord>,
+) -> (CommitOutcome, Option<Published>) {
+    let mut published = None;
+    let outcome = store
+        .commit_batch(GROUP, ranges, &mut manifests, |m, r| {
+            published = Some(Published {
+                manifests: m.to_vec(),
+                rejections: r.to_vec(),
+            });
+            Ok(())
+        })
+        .unwrap();
+    (outcome, published)
+}
+
+/// A totals row as (carrier month method, packages, item lines, value, duty, rejected).
+type Summary = (String, i64, i64, i64, i64, i64);
+
+fn row(key: &str, packages: i64, item_lines: i64, value: i64, duty: i64, rejected: i64) -> Summary {
+    (key.to_string(), packages, item_lines, value, duty, rejected)
+}
+
+fn summary(store: &Store) -> Vec<Summary> {
+    store
+        .totals(None, None)
+        .unwrap()
+        .into_iter()
+        .map(|t| {
+            let key = format!("{} {} {}", t.carrier, t.month, t.method);
+            (
+                key,
+                t.packages,
+                t.item_lines,
+                t.value_cents,
+                t.duty_cents,
+                t.rejected_packages,
+            )
+        })
+        .collect()
+}
+
+fn offsets(store: &Store) -> BTreeMap<i32, i64> {
+    store.offsets(GROUP, TOPIC).unwrap().into_iter().collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The battery
+
+fn a_batch_adds_its_totals_and_moves_its_offsets(url: &StoreUrl) {
+    let mut store = Store::open(url).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 1);
+    let batch = vec![lh_1_mixed(), single("AF", "AF-1", "2026-04-10", "RR000000004DE", 700)];
+    let (outcome, published) = commit(&mut store, &[range(0, -1, 2), range(1, -1, 1)], batch);
+    assert_eq!(outcome, CommitOutcome::Committed);
+    let published = published.expect("publish runs before the commit");
+    assert_eq!(published.manifests.len(), 2);
+    assert!(published.rejections.is_empty());
+    let expected = vec![
+        row("AF 2026-04 ad_valorem", 1, 1, 700, 70, 0),
+        row("LH 2026-03 ad_valorem", 2, 3, 3500, 350, 1),
+    ];
+    assert_eq!(summary(&store), expected);
+    assert_eq!(offsets(&store), BTreeMap::from([(0, 2), (1, 1)]));
+    assert_eq!(store.offsets("another-group", TOPIC).unwrap(), HashMap::new());
+    assert_eq!(store.totals(Some("AF"), None).unwrap().len(), 1);
+    assert_eq!(store.totals(None, Some("2026-03")).unwrap()[0].carrier, "LH");
+    let lines: Vec<(String, i64, i64)> = store
+        .worksheet_lines("LH", "2026-03")
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.tracking_number, l.value_cents, l.duty_cents))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("RR000000001DE".to_string(), 1000, 100),
+            ("RR000000002DE".to_string(), 2000, 200),
+            ("RR000000002DE".to_string(), 500, 50),
+        ]
+    );
+    drop(store);
+    // Reopened: the same store, its migrations not applied again.
+    let store = Store::open_existing(url).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 1);
+    assert_eq!(summary(&store), expected);
+}
+
+fn a_stale_expected_offset_is_fenced_and_changes_nothing(url: &StoreUrl) {
+    let mut store = Store::open(url).unwrap();
+    let first = single("LH", "LH-1", "2026-03-02", "RR000000001DE", 1000);
+    assert_eq!(
+        commit(&mut store, &[range(0, -1, 5)], vec![first]).0,
+        CommitOutcome::Committed
+    );
+    let before = summary(&store);
+    let other = || vec![single("LH", "LH-2", "2026-03-03", "RR000000002DE", 9000)];
+    let fenced = |partition, stored| CommitOutcome::Fenced {
+        topic: TOPIC.into(),
+        partition,
+        stored,
+    };
+    // Partition 0 moved to 5 under a batch that still expects nothing stored.
+    let (outcome, published) = commit(&mut store, &[range(0, -1, 7)], other());
+    assert_eq!(outcome, fenced(0, 5));
+    assert!(published.is_none(), "a fenced batch is not published");
+    // One stale partition fences the whole batch: the good one does not move either.
+    let (outcome, _) = commit(&mut store, &[range(1, -1, 3), range(0, 3, 7)], other());
+    assert_eq!(outcome, fenced(0, 5));
+    // A batch expecting an offset on a partition nobody committed yet.
+    assert_eq!(commit(&mut store, &[range(2, 4, 6)], other()).0, fenced(2, -1));
+    assert_eq!(summary(&store), before);
+    assert_eq!(offsets(&store), BTreeMap::from([(0, 5)]));
+    // The owner's next batch commits.
+    assert_eq!(
+        commit(&mut store, &[range(0, 5, 6)], other()).0,
+        CommitOutcome::Committed
+    );
+    assert_eq!(offsets(&store), BTreeMap::from([(0, 6)]));
+    assert_eq!(summary(&store), [row("LH 2026-03 ad_valorem", 2, 2, 10_000, 1000, 0)]);
+}
+
+fn an_amendment_replaces_the_earlier_contribution(url: &StoreUrl) {
+    let mut store = Store::open(url).unwrap();
+    let v1 = lh_1_mixed();
+    commit(&mut store, &[range(0, -1, 1)], vec![v1]);
+    assert_eq!(summary(&store), [row("LH 2026-03 ad_valorem", 2, 3, 3500, 350, 1)]);
+    // Version 2 keeps one package, at another value, and arrives a month later.
+    let v2 = single("LH", "LH-1", "2026-04-05", "RR000000001DE", 4700);
+    commit(&mut store, &[range(0, 1, 2)], vec![v2]);
+    assert_eq!(summary(&store), [row("LH 2026-04 ad_valorem", 1, 1, 4700, 470, 0)]);
+    assert!(store.worksheet_lines("LH", "2026-03").unwrap().is_empty());
+    assert_eq!(store.worksheet_lines("LH", "2026-04").unwrap().len(), 1);
+    // The package version 2 dropped is free again for another manifest.
+    let (_, published) = commit(
+        &mut store,
+        &[range(0, 2, 3)],
+        vec![single("LH", "LH-2", "2026-04-06", "RR000000002DE", 100)],
+    );
+    assert!(published.unwrap().rejections.is_empty());
+    assert_eq!(summary(&store), [row("LH 2026-04 ad_valorem", 2, 2, 4800, 480, 0)]);
+}
+
+fn a_tracking_number_reused_within_12_months_is_a_duplicate(url: &StoreUrl) {
+    let mut store = Store::open(url).unwrap();
+    let reused = "RR000000001DE";
+    commit(
+        &mut store,
+        &[range(0, -1, 1)],
+        vec![single("LH", "LH-1", "2026-03-02", reused, 1000)],
+    );
+    // Another manifest of the carrier, six months later, in a batch of two manifests.
+    let batch = vec![
+        single("AF", "AF-1", "2026-09-01", reused, 1000),
+        manifest(
+            "LH",
+            "LH-2",
+            "2026-09-01",
+            vec![accepted("RR000000002DE", &[300]), accepted(reused, &[1000])],
+        ),
+    ];
+    let (_, published) = commit(&mut store, &[range(0, 1, 3)], batch);
+    let published = published.unwrap();
+    assert_eq!(published.rejections.len(), 1, "another carrier may use the number");
+    let r = &published.rejections[0];
+    assert_eq!((r.manifest, r.package), (1, 1));
+    assert_eq!(
+        (r.other_manifest_id.as_str(), r.other_arrival_date.as_str()),
+        ("LH-1", "2026-03-02")
+    );
+    let p = &published.manifests[1].packages[1];
+    assert!(p.accepted.is_none());
+    assert_eq!(p.rejected_code, Some("DUPLICATE_TRACKING_NUMBER"));
+    // One day short of 12 months is still a duplicate; 12 months to the day is not.
+    let (_, published) = commit(
+        &mut store,
+        &[range(0, 3, 4)],
+        vec![single("LH", "LH-3", "2027-03-01", reused, 1000)],
+    );
+    assert_eq!(published.unwrap().rejections.len(), 1);
+    let (_, published) = commit(
+        &mut store,
+        &[range(0, 4, 5)],
+        vec![single("LH", "LH-4", "2027-03-02", reused, 1000)],
+    );
+    assert!(published.unwrap().rejections.is_empty());
+    assert_eq!(
+        summary(&store),
+        [
+            row("AF 2026-09 ad_valorem", 1, 1, 1000, 100, 0),
+            row("LH 2026-03 ad_valorem", 1, 1, 1000, 100, 0),
+            row("LH 2026-09 ad_valorem", 1, 1, 300, 30, 1),
+            row("LH 2027-03 ad_valorem", 1, 1, 1000, 100, 1),
+        ]
+    );
+}
+
+fn a_replay_replaces_one_package_of_its_manifest(url: &StoreUrl) {
+    let mut store = Store::open(url).unwrap();
+    let original = manifest(
+        "LH",
+        "LH-1",
+        "2026-03-02",
+        vec![
+            accepted("RR000000001DE", &[1000]),
+            rejected("RR000000002DE", "INVALID_HTS"),
+        ],
+    );
+    commit(&mut store, &[range(0, -1, 1)], vec![original]);
+    assert_eq!(summary(&store), [row("LH 2026-03 ad_valorem", 1, 1, 1000, 100, 1)]);
+    // The dead letter of package 1, corrected and replayed; then the same replay redelivered.
+    let fixed = || {
+        vec![replay(
+            "LH",
+            "LH-1",
+            "2026-03-02",
+            1,
+            accepted("RR000000002DE", &[3000]),
+        )]
+    };
+    commit(&mut store, &[range(0, 1, 2)], fixed());
+    let expected = [row("LH 2026-03 ad_valorem", 2, 2, 4000, 400, 0)];
+    assert_eq!(summary(&store), expected);
+    commit(&mut store, &[range(0, 2, 3)], fixed());
+    assert_eq!(summary(&store), expected);
+    let tracking: Vec<String> = store
+        .worksheet_lines("LH", "2026-03")
+        .unwrap()
+        .into_iter()
+        .map(|l| l.tracking_number)
+        .collect();
+    assert_eq!(tracking, ["RR000000001DE", "RR000000002DE"]);
+}
+
+fn a_failing_publish_rolls_everything_back(url: &StoreUrl) {
+    let mut store = Store::open(url).unwrap();
+    commit(
+        &mut store,
+        &[range(0, -1, 1)],
+        vec![single("LH", "LH-1", "2026-03-02", "RR000000001DE", 1000)],
+    );
+    let before = summary(&store);
+    let batch = || {
+        vec![
+            single("LH", "LH-1", "2026-03-02", "RR000000001DE", 5000),
+            manifest(
+                "LH",
+                "LH-2",
+                "2026-03-03",
+                vec![accepted("RR000000002DE", &[300]), accepted("RR000000001DE", &[1000])],
+            ),
+        ]
+    };
+    let ranges = [range(0, 1, 2), range(1, -1, 1)];
+    let mut manifests = batch();
+    let failed = store.commit_batch(GROUP, &ranges, &mut manifests, |_, rejections| {
+        assert_eq!(rejections.len(), 1);
+        anyhow::bail!("the broker is down")
+    });
+    assert!(failed.unwrap_err().to_string().contains("the broker is down"));
+    assert_eq!(summary(&store), before);
+    assert_eq!(offsets(&store), BTreeMap::from([(0, 1)]));
+    // The retry of the same batch commits, and decides the same.
+    let (outcome, published) = commit(&mut store, &ranges, batch());
+    assert_eq!(outcome, CommitOutcome::Committed);
+    assert_eq!(published.unwrap().rejections.len(), 1);
+    assert_eq!(summary(&store), [row("LH 2026-03 ad_valorem", 2, 2, 5300, 530, 1)]);
+    assert_eq!(offsets(&store), BTreeMap::from([(0, 2), (1, 1)]));
+}
+
+/// Two writers, each with its own connection and partition, commit batches at the same time
+/// into the same totals rows. Each batch also amends a manifest of the writer's previous batch,
+/// and both writers send one shared tracking number per round: exactly one of the two may win.
+fn two_writers_on_disjoint_partitions_end_with_exact_totals(url: &StoreUrl) {
+    const ROUNDS: i64 = 15;
+    Store::open(url).unwrap();
+    // Both writers start each round together, to race for the shared tracking number.
+    let round = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let writer = |w: i32| {
+        let url = url.clone();
+        let round = round.clone();
+        std::thread::spawn(move || {
+            let mut store = Store::open(&url).unwrap();
+            for b in 0..ROUNDS {
+                round.wait();
+                let mut batch: Vec<ManifestRecord> = (0..4)
+                    .map(|i| {
+                        let carrier = ["LH", "AF"][i % 2];
+                        let mut packages = vec![
+                            accepted(&format!("{carrier}-w{w}-b{b}-{i}-a"), &[1000]),
+                            accepted(&format!("{carrier}-w{w}-b{b}-{i}-b"), &[250, 250]),
+                        ];
+                        if i == 1 {
+                            packages.push(accepted(&format!("shared-b{b}"), &[300]));
+                        }
+                        manifest(carrier, &format!("{carrier}-w{w}-b{b}-{i}"), "2026-03-02", packages)
+                    })
+                    .collect();
+                if b > 0 {
+                    let id = format!("LH-w{w}-b{}-0", b - 1);
+                    let package = accepted(&format!("LH-w{w}-b{}-0-a", b - 1), &[1000]);
+                    batch.push(manifest("LH", &id, "2026-03-02", vec![package]));
+                }
+                let ranges = [range(w, if b == 0 { -1 } else { b }, b + 1)];
+                let mut attempts = 0;
+                loop {
+                    let outcome = store.commit_batch(GROUP, &ranges, &mut batch.clone(), |_, _| {
+                        std::thread::sleep(Duration::from_millis(5));
+                        Ok(())
+                    });
+                    match outcome {
+                        Ok(CommitOutcome::Committed) => break,
+                        Ok(fenced) => panic!("writer {w} fenced on its own partition: {fenced:?}"),
+                        // As the service does: a store error retries the batch.
+                        Err(e) => {
+                            attempts += 1;
+                            assert!(attempts < 20, "writer {w} keeps failing: {e:#}");
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                    }
+                }
+            }
+        })
+    };
+    let writers = [writer(0), writer(1)];
+    for w in writers {
+        w.join().unwrap();
+    }
+    let store = Store::open(url).unwrap();
+    // Per writer and round: two manifests of each carrier with 2 packages (3 lines, 15.00 of
+    // value); LH loses package b of an amended manifest after the first round; AF gains the
+    // shared package once per round, and rejects it once.
+    let (n, amended) = (2 * ROUNDS, 2 * (ROUNDS - 1));
+    assert_eq!(
+        summary(&store),
+        [
+            row(
+                "AF 2026-03 ad_valorem",
+                4 * n + ROUNDS,
+                6 * n + ROUNDS,
+                3000 * n + 300 * ROUNDS,
+                300 * n + 30 * ROUNDS,
+                ROUNDS
+            ),
+            row(
+                "LH 2026-03 ad_valorem",
+                4 * n - amended,
+                6 * n - 2 * amended,
+                3000 * n - 500 * amended,
+                300 * n - 50 * amended,
+                0
+            ),
+        ]
+    );
+    assert_eq!(offsets(&store), BTreeMap::from([(0, ROUNDS), (1, ROUNDS)]));
+}
+
+/// Service processes starting together on a new store: one applies the migrations, the others
+/// wait and find them applied.
+fn concurrent_opens_migrate_once(url: &StoreUrl) {
+    let openers: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || Store::open(&url).map(|s| s.schema_version().unwrap()))
+        })
+        .collect();
+    for o in openers {
+        assert_eq!(o.join().unwrap().unwrap(), 1);
+    }
+}
+
+/// The battery, once per backend: `sqlite::<case>` and `postgresql::<case>`.
+macro_rules! battery {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $case() { super::$case(&super::sqlite_store(stringify!($case))); })*
+        }
+        mod postgresql {
+            $(#[test] fn $case() { super::$case(&super::postgres_store(stringify!($case))); })*
+        }
+    };
+}
+
+battery!(
+    a_batch_adds_its_totals_and_moves_its_offsets,
+    a_stale_expected_offset_is_fenced_and_changes_nothing,
+    an_amendment_replaces_the_earlier_contribution,
+    a_tracking_number_reused_within_12_months_is_a_duplicate,
+    a_replay_replaces_one_package_of_its_manifest,
+    a_failing_publish_rolls_everything_back,
+    two_writers_on_disjoint_partitions_end_with_exact_totals,
+    concurrent_opens_migrate_once,
+);
+
+/// The server ends the store's connection (a restart, a failover, an administrator) between
+/// two batches: the next batch fails at most once, as a store error the service retries, and
+/// then commits on a new connection.
+#[test]
+fn postgresql_a_lost_connection_is_reopened_between_batches() {
+    let url = postgres_store("lost_connection");
+    let mut store = Store::open(&url).unwrap();
+    let batch = |b: i64| {
+        let m = manifest(
+            "LH",
+            &format!("LH-{b}"),
+            "2026-03-02",
+            vec![accepted(&format!("T{b}"), &[1000])],
+        );
+        ([range(0, b - 1, b)], vec![m])
+    };
+    let (ranges, manifests) = batch(0);
+    assert_eq!(commit(&mut store, &ranges, manifests).0, CommitOutcome::Committed);
+    let StoreUrl::Postgres(database) = &url else {
+        unreachable!()
+    };
+    let mut admin = ::postgres::Client::connect(database, ::postgres::NoTls).unwrap();
+    let ended = admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(ended, 1, "the store's connection");
+    let (ranges, mut manifests) = batch(1);
+    let first = store.commit_batch(GROUP, &ranges, &mut manifests, |_, _| Ok(()));
+    if first.is_err() {
+        let (ranges, manifests) = batch(1);
+        assert_eq!(commit(&mut store, &ranges, manifests).0, CommitOutcome::Committed);
+    }
+    assert_eq!(summary(&store), [row("LH 2026-03 ad_valorem", 2, 2, 2000, 200, 0)]);
+    assert_eq!(offsets(&store), BTreeMap::from([(0, 1)]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// End to end
+
+/// `dutyflow totals --format json` of the store at `store_url`, as printed.
+fn totals_output(store_url: &str) -> Option<String> {
+    let out = Command::new(BIN)
+        .args(["totals", "--format", "json", "--config-dir"])
+        .arg(config_dir())
+        .env("DUTYFLOW_STORE_URL", store_url)
+        .output()
+        .unwrap();
+    out.status.success().then(|| String::from_utf8(out.stdout).unwrap())
+}
+
+#[test]
+fn the_service_on_postgresql_totals_the_examples_as_on_sqlite() {
+    let dir = temp_dir("store-e2e");
+    let (_broker, addr) = broker();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/examples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&examples)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    files.sort();
+    let all = dir.join("examples.jsonl");
+    std::fs::write(
+        &all,
+        files
+            .iter()
+            .map(|f| std::fs::read_to_string(f).unwrap())
+            .collect::<String>(),
+    )
+    .unwrap();
+    let expected = expected_from_file_mode(&all);
+    assert!(!expected.is_empty());
+
+    let db = dir.join("store.db");
+    let sqlite_url = format!("sqlite://{}", db.display());
+    let postgres_url = postgres_database("service_end_to_end");
+    let _on_sqlite = service(&addr, &db, "store-e2e-sqlite");
+    let mut on_postgres = service_cmd(&addr, &db, "store-e2e-postgres");
+    let _on_postgres = Proc(on_postgres.env("DUTYFLOW_STORE_URL", &postgres_url).spawn().unwrap());
+    for f in &files {
+        produce(&addr, f);
+    }
+    let summary = |url: &str| {
+        let rows: serde_json::Value = serde_json::from_str(&totals_output(url).unwrap_or_else(|| "[]".into())).unwrap();
+        summarize_totals(rows.as_array().unwrap())
+    };
+    wait_for("the SQLite run's totals", Duration::from_secs(60), || {
+        summary(&sqlite_url) == expected
+    });
+    wait_for("the PostgreSQL run's totals", Duration::from_secs(60), || {
+        summary(&postgres_url) == expected
+    });
+    // Both complete: every field of every row, as printed, is the same.
+    std::thread::sleep(Duration::from_secs(1));
+    let on_postgres = totals_output(&postgres_url).unwrap();
+    assert_eq!(on_postgres, totals_output(&sqlite_url).unwrap());
+    let rows: serde_json::Value = serde_json::from_str(&on_postgres).unwrap();
+    assert!(
+        rows.as_array().unwrap().iter().all(|r| r["rejected_packages"] == 3),
+        "{on_postgres}"
+    );
+}
