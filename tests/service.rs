@@ -128,6 +128,19 @@ fn an_amendment_replaces_the_earlier_version_and_reuse_within_12_months_is_a_dup
         "the duplicate must not be counted"
     );
     assert_eq!(t.values().map(|v| v.1).sum::<i64>(), 470);
+    // Its dead letter says the store found it, in the headers and in the value alike.
+    let dead = drain(&addr, "manifests.dlq", 4, Duration::from_secs(3));
+    let dup: Vec<_> = dead
+        .iter()
+        .filter(|(_, _, h)| h.get("dutyflow.error.code").map(String::as_str) == Some("DUPLICATE_TRACKING_NUMBER"))
+        .collect();
+    assert_eq!(dup.len(), 1);
+    let (key, value, headers) = dup[0];
+    assert_eq!(headers["dutyflow.error.stage"], "store");
+    let v: Value = serde_json::from_slice(value).unwrap();
+    assert_eq!(v["stage"], "store");
+    assert_eq!(v["errors"][0]["stage"], "store");
+    assert_eq!(key.as_deref(), v["tracking_number"].as_str().map(str::as_bytes));
 }
 
 #[test]
