@@ -9,7 +9,7 @@
 //! and parsed as a decimal, never through a binary float.
 
 use crate::error::{Code, Issue};
-use simd_json::{Buffers, Node, StaticNode};
+use simd_json::{Buffers, Node, StaticNode, Tape};
 
 /// Most packages a manifest may hold (contract §1).
 pub const MAX_PACKAGES: usize = 10_000;
@@ -141,6 +141,9 @@ pub struct RawManifest<'a> {
 /// Reusable decoding buffers: one per worker thread.
 pub struct Decoder {
     buffers: Buffers,
+    /// The parser's tape. Empty between messages (so it borrows nothing): only its allocation
+    /// is carried from one message to the next.
+    tape: Tape<'static>,
     positions: Vec<u32>,
 }
 
@@ -148,6 +151,7 @@ impl Default for Decoder {
     fn default() -> Self {
         Decoder {
             buffers: Buffers::new(64 * 1024),
+            tape: Tape(Vec::new()),
             positions: Vec::new(),
         }
     }
@@ -162,10 +166,16 @@ impl Decoder {
     pub fn decode<'a>(&mut self, raw: &'a [u8], scratch: &'a mut Vec<u8>) -> Result<RawManifest<'a>, MessageError> {
         scratch.clear();
         scratch.extend_from_slice(raw);
-        let tape = match simd_json::to_tape_with_buffers(scratch.as_mut_slice(), &mut self.buffers) {
-            Ok(tape) => tape,
-            Err(e) => return Err(malformed(raw, &e)),
+        let mut tape: Tape<'a> = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
+        let result = match simd_json::fill_tape(scratch.as_mut_slice(), &mut self.buffers, &mut tape) {
+            Ok(()) => self.read(raw, &tape.0),
+            Err(e) => Err(malformed(raw, &e)),
         };
+        self.tape = tape.reset();
+        result
+    }
+
+    fn read<'a>(&mut self, raw: &'a [u8], nodes: &[Node<'a>]) -> Result<RawManifest<'a>, MessageError> {
         // Map every tape node to the byte offset of its value: the structural indexes minus the
         // separators and closing brackets, which produce no node.
         self.positions.clear();
@@ -175,7 +185,6 @@ impl Decoder {
                 Some(_) => self.positions.push(idx),
             }
         }
-        let nodes = &tape.0;
         if self.positions.len() != nodes.len() {
             return Err(Issue::new(
                 Code::MalformedJson,
