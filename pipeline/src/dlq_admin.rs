@@ -109,19 +109,7 @@ pub fn for_each(settings: &Settings, mut f: impl FnMut(DlqRecord) -> Result<()>)
                 if offset >= end {
                     continue;
                 }
-                let headers = m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| {
-                                (
-                                    h.key.to_string(),
-                                    String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let headers = message_headers(&m);
                 f(DlqRecord {
                     partition: p,
                     offset,
@@ -133,6 +121,22 @@ pub fn for_each(settings: &Settings, mut f: impl FnMut(DlqRecord) -> Result<()>)
         }
     }
     Ok(())
+}
+
+/// A message's headers as text (values that are not UTF-8 are shown lossily).
+pub fn message_headers(m: &impl Message) -> BTreeMap<String, String> {
+    m.headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| {
+                    (
+                        h.key.to_string(),
+                        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn first_message(value: &[u8]) -> String {

@@ -193,12 +193,19 @@ fn load_operators(dir: Option<PathBuf>) -> Result<Operators> {
     })
 }
 
-/// `--store` if given, else the configuration's `store.url`.
-fn store_url(settings: &settings::Settings, flag: Option<&str>) -> Result<store::StoreUrl> {
-    match flag {
-        Some(url) => store::StoreUrl::parse(url),
-        None => settings.store_url(),
-    }
+/// The operators and an existing store (`--store` if given, else the configuration's
+/// `store.url`), for the read-only finance verbs.
+fn open_for_reading(
+    config_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+    flag: Option<String>,
+) -> Result<(Operators, store::Store)> {
+    let settings = settings::Settings::load(config.as_deref())?;
+    let url = match flag {
+        Some(url) => store::StoreUrl::parse(&url)?,
+        None => settings.store_url()?,
+    };
+    Ok((load_operators(config_dir)?, store::Store::open_existing(&url)?))
 }
 
 fn main() -> ExitCode {
@@ -264,9 +271,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             month,
             format,
         } => {
-            let settings = settings::Settings::load(config.as_deref())?;
-            let ops = load_operators(cli.config_dir)?;
-            let store = store::Store::open_existing(&store_url(&settings, store.as_deref())?)?;
+            let (ops, store) = open_for_reading(cli.config_dir, config, store)?;
             let sheet = worksheet::build(&store, &ops, &carrier, &month)?;
             sheet.print(&mut std::io::stdout().lock(), format)?;
             Ok(ExitCode::SUCCESS)
@@ -371,9 +376,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             month,
             format,
         } => {
-            let settings = settings::Settings::load(config.as_deref())?;
-            let ops = load_operators(cli.config_dir)?;
-            let store = store::Store::open_existing(&store_url(&settings, store.as_deref())?)?;
+            let (ops, store) = open_for_reading(cli.config_dir, config, store)?;
             let rows = store.totals(carrier.as_deref(), month.as_deref())?;
             let mut out = std::io::stdout().lock();
             totals::print(&mut out, &rows, &ops, format)?;

@@ -95,6 +95,21 @@ pub fn build(store: &Store, ops: &Operators, carrier: &str, month: &str) -> Resu
     })
 }
 
+/// Page 2 columns of one item line, in order.
+fn line_fields(l: &WorksheetLine) -> [String; 9] {
+    [
+        l.carrier.clone(),
+        l.trip_number.clone(),
+        l.tracking_number.clone(),
+        l.port_of_arrival.clone(),
+        l.arrival_date.clone(),
+        money(l.value_cents),
+        l.origin_country.clone(),
+        l.rate.clone(),
+        money(l.duty_cents),
+    ]
+}
+
 impl Worksheet {
     fn party_field(&self, f: fn(&Party) -> &str) -> &str {
         self.party.as_ref().map_or("(not in config/carriers.csv)", f)
@@ -141,18 +156,11 @@ impl Worksheet {
             "carrier", "trip", "tracking", "port", "arrival", "value USD", "origin", "rate", "duty USD"
         )?;
         for l in &self.lines {
+            let f = line_fields(l);
             writeln!(
                 out,
                 "  {:<8} {:<10} {:<15} {:<6} {:<10} {:>14} {:<6} {:>10} {:>12}",
-                l.carrier,
-                l.trip_number,
-                l.tracking_number,
-                l.port_of_arrival,
-                l.arrival_date,
-                money(l.value_cents),
-                l.origin_country,
-                l.rate,
-                money(l.duty_cents)
+                f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
             )?;
         }
         Ok(())
@@ -175,19 +183,7 @@ impl Worksheet {
             "carrier,trip_number,tracking_number,port_of_arrival,arrival_date,value_usd,origin_country,rate,duty_usd"
         )?;
         for l in &self.lines {
-            writeln!(
-                out,
-                "{},{},{},{},{},{},{},{},{}",
-                l.carrier,
-                l.trip_number,
-                l.tracking_number,
-                l.port_of_arrival,
-                l.arrival_date,
-                money(l.value_cents),
-                l.origin_country,
-                l.rate,
-                money(l.duty_cents)
-            )?;
+            writeln!(out, "{}", line_fields(l).join(","))?;
         }
         Ok(())
     }

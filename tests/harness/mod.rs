@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -306,19 +306,7 @@ pub fn drain(
     let mut last = Instant::now();
     while last.elapsed() < quiet {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            let headers = m
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|h| {
-                            (
-                                h.key.to_string(),
-                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+            let headers = dutyflow_pipeline::dlq_admin::message_headers(&m);
             out.push((
                 m.key().map(<[u8]>::to_vec),
                 m.payload().unwrap_or_default().to_vec(),
