@@ -478,6 +478,11 @@ fn a_failing_publish_rolls_everything_back(url: &StoreUrl) {
         anyhow::bail!("the broker is down")
     });
     assert!(failed.unwrap_err().to_string().contains("the broker is down"));
+    let duplicate = &manifests[1].packages[1];
+    assert!(
+        duplicate.accepted.is_some() && duplicate.rejected_code.is_none(),
+        "the records come back as given"
+    );
     assert_eq!(summary(&store), before);
     assert_eq!(offsets(&store), BTreeMap::from([(0, 1)]));
     // The retry of the same batch commits, and decides the same.

@@ -1,7 +1,7 @@
 //! The exactly-once batch commit, written once for every backend.
 
 use super::backend::{args, lock_key, Backend, Tx};
-use super::records::{CommitOutcome, ManifestRecord, PartitionRange, StoreRejection};
+use super::records::{AcceptedRecord, CommitOutcome, ManifestRecord, PackageRecord, PartitionRange, StoreRejection};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 
@@ -32,6 +32,30 @@ impl Delta {
     }
 }
 
+/// Packages the store rejected as 12-month duplicates, and what the operators had decided for
+/// each, so that a batch that does not commit goes back to the caller as it came.
+#[derive(Default)]
+struct Decisions {
+    rejections: Vec<StoreRejection>,
+    before: Vec<(Option<AcceptedRecord>, Option<&'static str>)>,
+}
+
+impl Decisions {
+    fn reject(&mut self, rejection: StoreRejection, p: &mut PackageRecord) {
+        self.before
+            .push((p.accepted.take(), p.rejected_code.replace("DUPLICATE_TRACKING_NUMBER")));
+        self.rejections.push(rejection);
+    }
+
+    fn undo(self, manifests: &mut [ManifestRecord]) {
+        for (r, (accepted, code)) in self.rejections.iter().zip(self.before) {
+            let p = &mut manifests[r.manifest].packages[r.package];
+            p.accepted = accepted;
+            p.rejected_code = code;
+        }
+    }
+}
+
 /// See [`Store::commit_batch`](super::Store::commit_batch).
 pub(super) fn commit_batch(
     conn: &mut dyn Backend,
@@ -40,15 +64,30 @@ pub(super) fn commit_batch(
     manifests: &mut [ManifestRecord],
     publish: impl FnOnce(&[ManifestRecord], &[StoreRejection]) -> Result<()>,
 ) -> Result<CommitOutcome> {
+    let mut decisions = Decisions::default();
+    let outcome = commit_in_transaction(conn, group, ranges, manifests, &mut decisions, publish);
+    if !matches!(outcome, Ok(CommitOutcome::Committed)) {
+        decisions.undo(manifests);
+    }
+    outcome
+}
+
+fn commit_in_transaction(
+    conn: &mut dyn Backend,
+    group: &str,
+    ranges: &[PartitionRange],
+    manifests: &mut [ManifestRecord],
+    decisions: &mut Decisions,
+    publish: impl FnOnce(&[ManifestRecord], &[StoreRejection]) -> Result<()>,
+) -> Result<CommitOutcome> {
     let mut tx = Tx::begin(conn)?;
     if let Some(fenced) = claim_partitions(&mut tx, group, ranges)? {
         return Ok(fenced);
     }
     tx.lock(&carrier_locks(manifests))?;
     let mut deltas = BTreeMap::new();
-    let mut rejections = Vec::new();
     for (mi, m) in manifests.iter_mut().enumerate() {
-        apply_manifest(&mut tx, mi, m, &mut deltas, &mut rejections)?;
+        apply_manifest(&mut tx, mi, m, &mut deltas, decisions)?;
     }
     for ((carrier, month, regime, method), d) in &deltas {
         if d.is_zero() {
@@ -66,7 +105,7 @@ pub(super) fn commit_batch(
             args![carrier, month, regime, *method, d.packages, d.item_lines, d.value, d.duty, d.fees],
         )?;
     }
-    publish(manifests, &rejections)?;
+    publish(manifests, &decisions.rejections)?;
     for r in ranges {
         tx.execute(
             "UPDATE offsets SET next_offset = $4 WHERE consumer_group = $1 AND topic = $2 AND partition_id = $3",
@@ -174,7 +213,7 @@ fn apply_manifest(
     mi: usize,
     m: &mut ManifestRecord,
     deltas: &mut BTreeMap<TotalsKey, Delta>,
-    rejections: &mut Vec<StoreRejection>,
+    decisions: &mut Decisions,
 ) -> Result<()> {
     let exists = tx
         .first(
@@ -233,14 +272,13 @@ fn apply_manifest(
                 |r| Ok((r.text(0)?, r.text(1)?)),
             )?;
             if let Some((other_manifest_id, other_arrival_date)) = other {
-                rejections.push(StoreRejection {
+                let rejection = StoreRejection {
                     manifest: mi,
                     package: pi,
                     other_manifest_id,
                     other_arrival_date,
-                });
-                p.accepted = None;
-                p.rejected_code = Some("DUPLICATE_TRACKING_NUMBER");
+                };
+                decisions.reject(rejection, p);
             } else {
                 tx.execute(
                     "INSERT INTO packages (carrier, manifest_id, tracking_number, trip_number, port_of_arrival, arrival_date, month, regime, method,

@@ -139,8 +139,9 @@ impl Store {
     /// after the store decided every package and before the commit: it must deliver the
     /// batch's outputs (an error rolls everything back, to be retried).
     ///
-    /// Any error leaves the store as it was and the batch may be retried as it is; on
-    /// PostgreSQL that includes a lost connection, re-opened by the next call.
+    /// The store marks the packages it rejects as 12-month duplicates in `manifests`. Any
+    /// outcome but `Committed` leaves the store and `manifests` as they were, so the batch may be
+    /// retried as it is; on PostgreSQL that includes a lost connection, re-opened by the next call.
     pub fn commit_batch(
         &mut self,
         group: &str,

@@ -26,6 +26,9 @@ pub(crate) struct Postgres {
     /// Prepared statements of this connection, by their SQL text.
     statements: HashMap<&'static str, Statement>,
     in_transaction: bool,
+    /// The connection failed (not a statement): replace it before the next transaction, even
+    /// if the client does not know yet that it is closed.
+    broken: bool,
 }
 
 impl Postgres {
@@ -47,13 +50,14 @@ impl Postgres {
             client,
             statements: HashMap::new(),
             in_transaction: false,
+            broken: false,
         })
     }
 
     /// Re-opens a connection the server or the network closed, between transactions only: a
     /// transaction's statements never run on another connection than its `BEGIN`.
     fn ensure_connected(&mut self) -> Result<()> {
-        if !self.client.is_closed() {
+        if !self.broken && !self.client.is_closed() {
             return Ok(());
         }
         if self.in_transaction {
@@ -65,7 +69,23 @@ impl Postgres {
         tracing::warn!(store = %self.target, "the connection to the PostgreSQL store was lost; reconnecting");
         self.client = open_client(&self.config, &self.target)?;
         self.statements.clear();
+        self.broken = false;
         Ok(())
+    }
+
+    /// A client result as the store's. An error other than the server's answer to a statement
+    /// (the network, a closed connection, a FATAL error that ends the session) marks the
+    /// connection broken.
+    fn checked<T>(&mut self, r: Result<T, postgres::Error>) -> Result<T> {
+        r.map_err(|e| {
+            let session_ended = e
+                .as_db_error()
+                .is_none_or(|db| matches!(db.severity(), "FATAL" | "PANIC"));
+            if session_ended || e.is_closed() {
+                self.broken = true;
+            }
+            describe(e)
+        })
     }
 
     fn prepared(&mut self, sql: &'static str) -> Result<Statement> {
@@ -73,7 +93,8 @@ impl Postgres {
         if let Some(stmt) = self.statements.get(sql) {
             return Ok(stmt.clone());
         }
-        let stmt = self.client.prepare(sql).map_err(describe)?;
+        let prepared = self.client.prepare(sql);
+        let stmt = self.checked(prepared)?;
         self.statements.insert(sql, stmt.clone());
         Ok(stmt)
     }
@@ -169,12 +190,14 @@ fn sql_params<'a>(params: &'a [Value<'_>]) -> Vec<&'a (dyn ToSql + Sync)> {
 impl Backend for Postgres {
     fn execute(&mut self, sql: &'static str, params: &[Value<'_>]) -> Result<u64> {
         let stmt = self.prepared(sql)?;
-        self.client.execute(&stmt, &sql_params(params)).map_err(describe)
+        let changed = self.client.execute(&stmt, &sql_params(params));
+        self.checked(changed)
     }
 
     fn query(&mut self, sql: &'static str, params: &[Value<'_>], row: &mut RowFn<'_>) -> Result<()> {
         let stmt = self.prepared(sql)?;
-        for r in self.client.query(&stmt, &sql_params(params)).map_err(describe)? {
+        let rows = self.client.query(&stmt, &sql_params(params));
+        for r in self.checked(rows)? {
             row(&r)?;
         }
         Ok(())
@@ -182,7 +205,8 @@ impl Backend for Postgres {
 
     fn execute_script(&mut self, sql: &str) -> Result<()> {
         self.ensure_connected()?;
-        self.client.batch_execute(sql).map_err(describe)
+        let done = self.client.batch_execute(sql);
+        self.checked(done)
     }
 
     fn begin(&mut self) -> Result<()> {
@@ -193,15 +217,17 @@ impl Backend for Postgres {
 
     fn commit(&mut self) -> Result<()> {
         self.in_transaction = false;
-        self.client.batch_execute("COMMIT").map_err(describe)
+        let committed = self.client.batch_execute("COMMIT");
+        self.checked(committed)
     }
 
     fn rollback(&mut self) -> Result<()> {
         self.in_transaction = false;
-        if self.client.is_closed() {
+        if self.broken || self.client.is_closed() {
             return Ok(());
         }
-        self.client.batch_execute("ROLLBACK").map_err(describe)
+        let rolled_back = self.client.batch_execute("ROLLBACK");
+        self.checked(rolled_back)
     }
 
     /// Transaction-scoped advisory locks, released by the commit or the rollback.
