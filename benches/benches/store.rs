@@ -1,0 +1,194 @@
+//! Store benchmark: one exactly-once batch commit on SQLite, as the service's commit stage
+//! runs it (offset compare-and-set, amendment check, 12-month duplicate check, package and item
+//! line rows, totals, offset move, commit), without the broker.
+//!
+//!   CARGO_TARGET_DIR=/work/target-bench cargo bench -p dutyflow-benches --bench store
+//!
+//! Each iteration commits a fresh batch of `MANIFESTS` generated manifests of `PACKAGES`
+//! packages (new manifest ids and tracking numbers, so no amendments), spread over `PARTITIONS`
+//! partitions whose offsets advance from batch to batch so that the compare-and-set passes. The
+//! records are built by the service's own assess stage (`dutyflow_pipeline::batch::assess`);
+//! building them is setup and is not timed. The store file grows over the run (a fresh temp
+//! file per benchmark), as a real store does. Throughput is in packages/s.
+//!
+//! Two measurements of the same work: `store/…` is wall-clock time; `store_cpu/…` is the CPU
+//! time of the committing thread (`CLOCK_THREAD_CPUTIME_ID`: user + system, including the
+//! kernel's share of SQLite's reads, writes and fsyncs), which other processes on a shared
+//! machine disturb much less. Their difference is time spent waiting (for the disk, or for a
+//! CPU).
+
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use dutyflow_loadtest::Generator;
+use dutyflow_operators::risk::AccountHistory;
+use dutyflow_operators::Operators;
+use dutyflow_pipeline::batch::{self, Batch, InputMessage};
+use dutyflow_pipeline::dlq::Source;
+use dutyflow_pipeline::store::{CommitOutcome, ManifestRecord, PartitionRange, Store};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const MANIFESTS: usize = 256;
+const PACKAGES: usize = 50;
+const PARTITIONS: usize = 16;
+const SEED: u64 = 2026;
+const BAD_RATE: f64 = 0.02;
+const GROUP: &str = "dutyflow";
+const TOPIC: &str = "manifests";
+
+fn load_operators() -> Operators {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    Operators::load(&dir).unwrap_or_else(|e| panic!("cannot load {}: {e}", dir.display()))
+}
+
+/// Batches as the consumer would close them, one after another.
+struct Feed {
+    ops: Operators,
+    generator: Generator,
+    history: AccountHistory,
+    /// The store's next offset per partition (-1: none stored yet).
+    stored: Vec<i64>,
+    text: String,
+}
+
+impl Feed {
+    fn new() -> Self {
+        Feed {
+            ops: load_operators(),
+            generator: Generator::new(SEED, BAD_RATE),
+            history: AccountHistory::default(),
+            stored: vec![-1; PARTITIONS],
+            text: String::with_capacity(40_000),
+        }
+    }
+
+    /// The next batch's records and offset ranges (assumes the previous batch committed).
+    fn next(&mut self) -> (Vec<PartitionRange>, Vec<ManifestRecord>) {
+        let mut next: Vec<i64> = self.stored.iter().map(|&s| s.max(0)).collect();
+        let mut messages = Vec::with_capacity(MANIFESTS);
+        for i in 0..MANIFESTS {
+            let partition = i % PARTITIONS;
+            self.text.clear();
+            self.generator.write_manifest(&mut self.text, PACKAGES);
+            messages.push(InputMessage {
+                source: Source {
+                    topic: TOPIC.to_string(),
+                    partition: partition as i32,
+                    offset: next[partition],
+                    key: None,
+                    replay_count: 0,
+                },
+                payload: self.text.as_bytes().to_vec(),
+                timestamp_ms: None,
+            });
+            next[partition] += 1;
+        }
+        let ranges: Vec<PartitionRange> = (0..PARTITIONS)
+            .map(|p| PartitionRange {
+                topic: TOPIC.to_string(),
+                partition: p as i32,
+                expected: self.stored[p],
+                next: next[p],
+            })
+            .collect();
+        self.stored = next;
+        let assessed = batch::assess(
+            &self.ops,
+            &mut self.history,
+            Batch {
+                messages,
+                ranges: ranges.clone(),
+            },
+        );
+        (ranges, assessed.records)
+    }
+}
+
+/// CPU time of the calling thread, in nanoseconds.
+struct ThreadCpu {
+    wall: WallTime,
+}
+
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant the kernel knows.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+impl Measurement for ThreadCpu {
+    type Intermediate = u64;
+    type Value = u64;
+    fn start(&self) -> u64 {
+        thread_cpu_ns()
+    }
+    fn end(&self, started: u64) -> u64 {
+        thread_cpu_ns().saturating_sub(started)
+    }
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+    fn zero(&self) -> u64 {
+        0
+    }
+    fn to_f64(&self, v: &u64) -> f64 {
+        *v as f64
+    }
+    /// Nanoseconds, like wall time: the same units and throughput display.
+    fn formatter(&self) -> &dyn ValueFormatter {
+        self.wall.formatter()
+    }
+}
+
+fn temp_store(name: &str) -> (PathBuf, Store) {
+    let path = std::env::temp_dir().join(format!("dutyflow-bench-{name}-{}.db", std::process::id()));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let store = Store::open_sqlite(&path).unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+    (path, store)
+}
+
+fn commit_batch<M: Measurement>(c: &mut Criterion<M>, name: &str) {
+    let mut feed = Feed::new();
+    let (path, mut store) = temp_store(name);
+    let mut group = c.benchmark_group(name);
+    group.throughput(Throughput::Elements((MANIFESTS * PACKAGES) as u64));
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_secs(2));
+    group.measurement_time(Duration::from_secs(15));
+    group.bench_function("commit_batch/256x50", |b| {
+        b.iter_batched(
+            || feed.next(),
+            |(ranges, mut records)| {
+                let outcome = store
+                    .commit_batch(GROUP, &ranges, &mut records, |_, _| Ok(()))
+                    .expect("commit failed");
+                assert_eq!(outcome, CommitOutcome::Committed);
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+    drop(store);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
+fn wall(c: &mut Criterion) {
+    commit_batch(c, "store");
+}
+
+fn cpu(c: &mut Criterion<ThreadCpu>) {
+    commit_batch(c, "store_cpu");
+}
+
+criterion_group!(wall_time, wall);
+criterion_group! {
+    name = cpu_time;
+    config = Criterion::default().with_measurement(ThreadCpu { wall: WallTime });
+    targets = cpu
+}
+criterion_main!(wall_time, cpu_time);
