@@ -33,7 +33,7 @@ fn required_str<'a>(f: Field<'a>, path: Path<'_>, name: &str, issues: &mut Issue
             issues.push(Code::MissingField, path, format!("{name} is null; it is required"));
             None
         }
-        Some(Json::Str(s)) if s.trim().is_empty() => {
+        Some(Json::Str(s)) if is_blank(s) => {
             issues.push(Code::MissingField, path, format!("{name} is empty; it is required"));
             None
         }
@@ -46,6 +46,34 @@ fn required_str<'a>(f: Field<'a>, path: Path<'_>, name: &str, issues: &mut Issue
             );
             None
         }
+    }
+}
+
+/// Empty or only (Unicode) whitespace. Most values start with a visible ASCII character,
+/// which settles it without decoding.
+#[inline]
+fn is_blank(s: &str) -> bool {
+    match s.as_bytes().first() {
+        Some(&b) if b.is_ascii() && !is_ascii_space(b) => false,
+        _ => s.trim().is_empty(),
+    }
+}
+
+/// The ASCII characters `char::is_whitespace` accepts (note: vertical tab too).
+#[inline]
+fn is_ascii_space(b: u8) -> bool {
+    matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ')
+}
+
+/// Characters of `s` without leading and trailing (Unicode) whitespace.
+#[inline]
+fn trimmed_chars(s: &str) -> usize {
+    let b = s.as_bytes();
+    match (b.first(), b.last()) {
+        (Some(&f), Some(&l)) if f.is_ascii() && l.is_ascii() && !is_ascii_space(f) && !is_ascii_space(l) => {
+            s.chars().count()
+        }
+        _ => s.trim().chars().count(),
     }
 }
 
@@ -573,6 +601,28 @@ pub fn package<'a>(
     pkg
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn blank_and_trimmed_agree_with_unicode_trim() {
+        for s in ["", " ", "\u{b}", "\u{a0}", " a ", "a", "\u{3000}x\u{3000}", "\u{1f}", "é ", "\u{b}ab\u{c}"] {
+            assert_eq!(is_blank(s), s.trim().is_empty(), "{s:?}");
+            assert_eq!(trimmed_chars(s), s.trim().chars().count(), "{s:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn fast_paths_match_trim(s in "\\PC{0,12}|[\t\n\u{b}\u{c}\r \u{1c}-\u{1f}a-c\u{a0}\u{85}é]{0,8}") {
+            prop_assert_eq!(is_blank(&s), s.trim().is_empty());
+            prop_assert_eq!(trimmed_chars(&s), s.trim().chars().count());
+        }
+    }
+}
+
 fn is_zip(z: &str) -> bool {
     let b = z.as_bytes();
     (b.len() == 5 && b.iter().all(u8::is_ascii_digit))
@@ -604,7 +654,7 @@ fn item<'a>(
     let before = issues.len();
     let description = required_str(raw.description, at("description"), "description", issues);
     if let Some(d) = description {
-        let n = d.trim().chars().count();
+        let n = trimmed_chars(d);
         if !(3..=256).contains(&n) {
             issues.push(
                 Code::InvalidDescription,
