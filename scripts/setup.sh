@@ -25,4 +25,7 @@ command -v curl >/dev/null || ops+=(curl)
 dpkg -s python3-yaml >/dev/null 2>&1 || ops+=(python3-yaml)
 if [ ${#ops[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${ops[@]}"
+fi
 command -v cargo >/dev/null || { echo "setup: cargo is missing; install Rust from rustup first" >&2; exit 1; }
