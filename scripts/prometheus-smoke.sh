@@ -34,7 +34,7 @@ fail() {
     for log in dutyflow prometheus; do
       if [ -s "$tmp/$log.log" ]; then
         echo "---- last lines of $log's log ----" >&2
-        tail -n 25 "$tmp/$log.log" >&2
+        tr '\r' '\n' <"$tmp/$log.log" | tail -n 25 >&2
       fi
     done
   fi
@@ -163,6 +163,12 @@ say "Prometheus sees dutyflow_packages_total: $seen"
 
 up=$(query 'up{job="dutyflow"}' | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "none")')
 [ "$up" = "1" ] || fail "up{job=\"dutyflow\"} is $up, not 1"
+# Packages are being committed, so the consumer holds partitions and the store answers.
+ready=$(curl -sS --max-time 5 -w ' (HTTP %{http_code})' "$metrics/readyz" 2>&1 || true)
+case $ready in
+  *"(HTTP 200)") say "$metrics/readyz: $(printf '%s' "$ready" | tr -d '\n')" ;;
+  *) fail "$metrics/readyz does not answer 200 while packages are committed: $ready" ;;
+esac
 
 # ---- the live exposition ---------------------------------------------------------------------
 kill -0 "$dutyflow_pid" 2>/dev/null || fail "the demo ended before the live checks; raise SMOKE_DURATION"
@@ -257,5 +263,5 @@ wait "$dutyflow_pid" || status=$?
 dutyflow_pid=""
 [ "$status" = 0 ] || fail "dutyflow demo exited with status $status"
 say "demo summary:"
-sed 's/^/  /' "$tmp/dutyflow.log" | tail -n 20
+tr '\r' '\n' <"$tmp/dutyflow.log" | sed 's/^/  /' | tail -n 20
 say "passed"
