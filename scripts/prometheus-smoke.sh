@@ -248,6 +248,25 @@ for title, expr in exprs:
         empty_ok += 1
         print(f"  {title!r}: no data yet ({', '.join(sorted(needed - live))} not exposed)")
 print(f"  {len(exprs)} queries: {len(exprs) - bad - empty_ok} with data, {empty_ok} waiting for their series, {bad} bad")
+# The template variables: label_values(SELECTOR, LABEL) is Grafana's call of the label values API.
+for v in dash.get("templating", {}).get("list", []):
+    q = v.get("query")
+    q = q.get("query", "") if isinstance(q, dict) else q or ""
+    m = re.fullmatch(r"\s*label_values\((.*),\s*(\w+)\)\s*", q)
+    if not m:
+        print(f"  variable {v['name']}: {q!r} is not label_values(SELECTOR, LABEL)", file=sys.stderr)
+        bad += 1
+        continue
+    selector, label = m.group(1), m.group(2)
+    for k, val in subst.items():
+        selector = selector.replace(k, val)
+    url = f"{prom}/api/v1/label/{label}/values?" + urllib.parse.urlencode({"match[]": selector})
+    values = json.load(urllib.request.urlopen(url, timeout=10))["data"]
+    if not values:
+        print(f"  variable {v['name']}: {q} has no values", file=sys.stderr)
+        bad += 1
+    else:
+        print(f"  variable {v['name']}: {', '.join(values)}")
 sys.exit(1 if bad else 0)
 PY
 
