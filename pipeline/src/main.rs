@@ -170,7 +170,7 @@ fn shutdown_flag() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
 
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DUTYFLOW_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn,postgres=warn"));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -208,6 +208,13 @@ fn open_for_reading(
     Ok((load_operators(config_dir)?, store::Store::open_existing(&url)?))
 }
 
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         eprintln!("dutyflow: internal error ({info}); please report it with the input that caused it");
@@ -215,6 +222,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        Err(e) if broken_pipe(&e) => {
+            // The reader went away (`dutyflow totals | head`): nothing left to say.
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             let causes: Vec<String> = e.chain().map(ToString::to_string).collect();
             eprintln!("dutyflow: {}", causes.join(": "));
