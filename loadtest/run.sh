@@ -14,8 +14,13 @@
 # "Flat out" keeps at most MAX_BACKLOG packages produced and not yet answered: the mock broker
 # keeps only ~5 MB per partition, so a producer running far ahead would lose data.
 #
+# Latency: librdkafka's mock broker holds a fetch that finds no data for the consumer's whole
+# fetch.wait.max.ms (default 500 ms) even when data arrives meanwhile; a real broker answers as
+# soon as data is there. So both pipelines' consumers run with fetch.wait.max.ms = FETCH_WAIT_MS
+# (10 ms); with the default, the mock broker alone adds up to 500 ms to every latency.
+#
 # Environment: BIN_DIR (release binaries), PARTITIONS (16), NULL_PACKAGES (2000000),
-# SERVICE_PACKAGES (2000000), HALF_SECONDS (30), MAX_BACKLOG (200000), SEED (2026),
+# SERVICE_PACKAGES (2000000), HALF_SECONDS (30), MAX_BACKLOG (200000), SEED (2026), FETCH_WAIT_MS (10),
 # KEEP_STORE (1: keep OUT_DIR/store.db), DUTYFLOW_* (passed to the service, e.g.
 # DUTYFLOW_PIPELINE_BATCH_MAX_MESSAGES).
 set -euo pipefail
@@ -28,6 +33,7 @@ SERVICE_PACKAGES=${SERVICE_PACKAGES:-2000000}
 HALF_SECONDS=${HALF_SECONDS:-30}
 MAX_BACKLOG=${MAX_BACKLOG:-200000}
 SEED=${SEED:-2026}
+FETCH_WAIT_MS=${FETCH_WAIT_MS:-10}
 OUT=${1:-/tmp/dutyflow-loadtest-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -63,6 +69,7 @@ wait_for() { # wait_for FILE PATTERN SECONDS
 }
 
 echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); output in $OUT"
+echo "== partitions $PARTITIONS, null $NULL_PACKAGES packages, service $SERVICE_PACKAGES packages, half-rate runs ${HALF_SECONDS} s, max backlog $MAX_BACKLOG, fetch.wait.max.ms $FETCH_WAIT_MS"
 
 "$dutyflow" dev-broker --partitions "$PARTITIONS" \
     --topics manifests,assessments,manifests.dlq,null.in,null.out >"$OUT/broker.addr" 2>"$OUT/broker.log" &
@@ -76,7 +83,8 @@ common=(--brokers "$brokers" --broker-pid "$broker_pid" --max-backlog "$MAX_BACK
 rate_of() { jq -r '.throughput.steady_packages_per_s // .throughput.overall_packages_per_s' "$1"; }
 
 # 1. The null pipeline.
-"$loadtest" null-pipeline --brokers "$brokers" --input null.in --output null.out >"$OUT/null.log" 2>&1 &
+"$loadtest" null-pipeline --brokers "$brokers" --input null.in --output null.out \
+    --fetch-wait-max-ms "$FETCH_WAIT_MS" >"$OUT/null.log" 2>&1 &
 null_pid=$!
 started+=("$null_pid")
 sleep 4 # group join
@@ -92,7 +100,7 @@ stop "$null_pid"
 # 2. The service, flat out.
 DUTYFLOW_KAFKA_BROKERS=$brokers DUTYFLOW_KAFKA_GROUP_ID=dutyflow-loadtest \
     DUTYFLOW_STORE_URL="sqlite://$OUT/store.db" DUTYFLOW_METRICS_LISTEN="" \
-    DUTYFLOW_CONFIG_DIR=${DUTYFLOW_CONFIG_DIR:-$here/config} \
+    DUTYFLOW_CONFIG_DIR=${DUTYFLOW_CONFIG_DIR:-$here/config} DUTYFLOW_RDKAFKA_FETCH_WAIT_MAX_MS=$FETCH_WAIT_MS \
     "$dutyflow" run >"$OUT/service.log" 2>&1 &
 service_pid=$!
 started+=("$service_pid")

@@ -88,6 +88,10 @@ enum Command {
         group: String,
         #[arg(long, default_value = "lz4")]
         compression: String,
+        /// The consumer's `fetch.wait.max.ms`. The mock broker holds a fetch that finds no data
+        /// for this long even when data arrives meanwhile (a real broker answers at once).
+        #[arg(long, default_value_t = 500)]
+        fetch_wait_max_ms: u32,
     },
 }
 
@@ -137,12 +141,14 @@ fn main() -> ExitCode {
             output,
             group,
             compression,
+            fetch_wait_max_ms,
         } => null::run(&null::NullConfig {
             brokers,
             input_topic: input,
             output_topic: output,
             group_id: group,
             compression,
+            fetch_wait_max_ms,
         })
         .map(|()| ExitCode::SUCCESS),
     };

@@ -22,6 +22,8 @@ pub struct NullConfig {
     pub output_topic: String,
     pub group_id: String,
     pub compression: String,
+    /// `fetch.wait.max.ms` of the consumer (librdkafka's default: 500).
+    pub fetch_wait_max_ms: u32,
 }
 
 pub fn run(cfg: &NullConfig) -> Result<()> {
@@ -32,6 +34,7 @@ pub fn run(cfg: &NullConfig) -> Result<()> {
         .set("queued.max.messages.kbytes", "16384")
         .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "500")
+        .set("fetch.wait.max.ms", cfg.fetch_wait_max_ms.to_string())
         .create()
         .context("cannot create the Kafka consumer")?;
     consumer
