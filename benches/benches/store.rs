@@ -1,6 +1,6 @@
-//! Store benchmark: one exactly-once batch commit on SQLite, as the service's commit stage
-//! runs it (offset compare-and-set, amendment check, 12-month duplicate check, package and item
-//! line rows, totals, offset move, commit), without the broker.
+//! Store benchmark: one exactly-once batch commit, as the service's commit stage runs it
+//! (offset compare-and-set, amendment check, 12-month duplicate check, package and item line
+//! rows, totals, offset move, commit), without the broker, on SQLite and on PostgreSQL.
 //!
 //!   CARGO_TARGET_DIR=/work/target-bench cargo bench -p dutyflow-benches --bench store
 //!
@@ -8,14 +8,19 @@
 //! packages (new manifest ids and tracking numbers, so no amendments), spread over `PARTITIONS`
 //! partitions whose offsets advance from batch to batch so that the compare-and-set passes. The
 //! records are built by the service's own assess stage (`dutyflow_pipeline::batch::assess`);
-//! building them is setup and is not timed. The store file grows over the run (a fresh temp
-//! file per benchmark), as a real store does. Throughput is in packages/s.
+//! building them is setup and is not timed. The store grows over the run (a fresh store per
+//! benchmark), as a real store does. Throughput is in packages/s.
 //!
-//! Two measurements of the same work: `store/…` is wall-clock time; `store_cpu/…` is the CPU
-//! time of the committing thread (`CLOCK_THREAD_CPUTIME_ID`: user + system, including the
-//! kernel's share of SQLite's reads, writes and fsyncs), which other processes on a shared
+//! SQLite, two measurements of the same work: `store/…` is wall-clock time; `store_cpu/…` is
+//! the CPU time of the committing thread (`CLOCK_THREAD_CPUTIME_ID`: user + system, including
+//! the kernel's share of SQLite's reads, writes and fsyncs), which other processes on a shared
 //! machine disturb much less. Their difference is time spent waiting (for the disk, or for a
 //! CPU).
+//!
+//! PostgreSQL, `store_postgres/…`, wall-clock time only (the server does most of the work, in
+//! other processes). The store is `DUTYFLOW_BENCH_PG_URL` when set (an empty database the bench
+//! may fill), else a throwaway local server started by `scripts/pg-test-server.sh` (fsync off,
+//! as for the tests) and stopped at the end. Without either, the PostgreSQL bench is skipped.
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -24,8 +29,9 @@ use dutyflow_operators::risk::AccountHistory;
 use dutyflow_operators::Operators;
 use dutyflow_pipeline::batch::{self, Batch, InputMessage};
 use dutyflow_pipeline::dlq::Source;
-use dutyflow_pipeline::store::{CommitOutcome, ManifestRecord, PartitionRange, Store};
+use dutyflow_pipeline::store::{CommitOutcome, ManifestRecord, PartitionRange, Store, StoreUrl};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 const MANIFESTS: usize = 256;
@@ -141,18 +147,79 @@ impl Measurement for ThreadCpu {
     }
 }
 
-fn temp_store(name: &str) -> (PathBuf, Store) {
-    let path = std::env::temp_dir().join(format!("dutyflow-bench-{name}-{}.db", std::process::id()));
+/// A store for one benchmark, and what to clean up after it.
+struct BenchStore {
+    store: Store,
+    /// A SQLite file (and its WAL), removed when dropped.
+    sqlite: Option<PathBuf>,
+    /// The directory of a throwaway PostgreSQL server, stopped when dropped.
+    pg_server: Option<PathBuf>,
+}
+
+impl Drop for BenchStore {
+    fn drop(&mut self) {
+        if let Some(path) = &self.sqlite {
+            remove_sqlite(path);
+        }
+        if let Some(dir) = &self.pg_server {
+            let _ = Command::new(pg_script()).arg("stop").arg(dir).status();
+        }
+    }
+}
+
+fn remove_sqlite(path: &Path) {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
-    let store = Store::open_sqlite(&path).unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
-    (path, store)
 }
 
-fn commit_batch<M: Measurement>(c: &mut Criterion<M>, name: &str) {
+fn sqlite_store(name: &str) -> BenchStore {
+    let path = std::env::temp_dir().join(format!("dutyflow-bench-{name}-{}.db", std::process::id()));
+    remove_sqlite(&path);
+    let store = Store::open_sqlite(&path).unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+    BenchStore {
+        store,
+        sqlite: Some(path),
+        pg_server: None,
+    }
+}
+
+fn pg_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pg-test-server.sh")
+}
+
+/// The PostgreSQL store of the bench, or why there is none.
+fn postgres_store() -> Result<BenchStore, String> {
+    let (url, pg_server) = match std::env::var("DUTYFLOW_BENCH_PG_URL") {
+        Ok(url) => (url, None),
+        Err(_) => {
+            let dir = std::env::temp_dir().join(format!("dutyflow-bench-pg-{}", std::process::id()));
+            let out = Command::new(pg_script())
+                .arg("start")
+                .arg(&dir)
+                .output()
+                .map_err(|e| format!("cannot run scripts/pg-test-server.sh: {e}"))?;
+            if !out.status.success() {
+                return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+            }
+            (String::from_utf8_lossy(&out.stdout).trim().to_string(), Some(dir))
+        }
+    };
+    let opened = Store::open(&StoreUrl::Postgres(url.clone()));
+    let bench = BenchStore {
+        store: opened.map_err(|e| format!("cannot open the store {url}: {e:#}"))?,
+        sqlite: None,
+        pg_server,
+    };
+    let stored = bench.store.offsets(GROUP, TOPIC).map_err(|e| format!("{e:#}"))?;
+    if !stored.is_empty() {
+        return Err(format!("{url} is not empty: the bench needs a database of its own"));
+    }
+    Ok(bench)
+}
+
+fn commit_batch<M: Measurement>(c: &mut Criterion<M>, name: &str, mut bench: BenchStore) {
     let mut feed = Feed::new();
-    let (path, mut store) = temp_store(name);
     let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements((MANIFESTS * PACKAGES) as u64));
     group.sample_size(10);
@@ -162,7 +229,8 @@ fn commit_batch<M: Measurement>(c: &mut Criterion<M>, name: &str) {
         b.iter_batched(
             || feed.next(),
             |(ranges, mut records)| {
-                let outcome = store
+                let outcome = bench
+                    .store
                     .commit_batch(GROUP, &ranges, &mut records, |_, _| Ok(()))
                     .expect("commit failed");
                 assert_eq!(outcome, CommitOutcome::Committed);
@@ -171,21 +239,24 @@ fn commit_batch<M: Measurement>(c: &mut Criterion<M>, name: &str) {
         )
     });
     group.finish();
-    drop(store);
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
 }
 
 fn wall(c: &mut Criterion) {
-    commit_batch(c, "store");
+    commit_batch(c, "store", sqlite_store("store"));
 }
 
 fn cpu(c: &mut Criterion<ThreadCpu>) {
-    commit_batch(c, "store_cpu");
+    commit_batch(c, "store_cpu", sqlite_store("store_cpu"));
 }
 
-criterion_group!(wall_time, wall);
+fn postgres(c: &mut Criterion) {
+    match postgres_store() {
+        Ok(bench) => commit_batch(c, "store_postgres", bench),
+        Err(why) => eprintln!("store_postgres: skipped, no PostgreSQL store: {why}"),
+    }
+}
+
+criterion_group!(wall_time, wall, postgres);
 criterion_group! {
     name = cpu_time;
     config = Criterion::default().with_measurement(ThreadCpu { wall: WallTime });
