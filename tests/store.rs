@@ -493,6 +493,140 @@ fn a_failing_publish_rolls_everything_back(url: &StoreUrl) {
     assert_eq!(offsets(&store), BTreeMap::from([(0, 2), (1, 1)]));
 }
 
+/// Within one batch, manifests are decided in order, as if each were committed before the
+/// next: the first to accept a tracking number wins, and an amendment earlier in the batch
+/// frees the numbers it drops.
+fn manifests_of_one_batch_are_decided_in_order(url: &StoreUrl) {
+    let mut store = Store::open(url).unwrap();
+    let batch = vec![
+        manifest(
+            "LH",
+            "LH-1",
+            "2026-03-02",
+            vec![accepted("T1", &[1000]), accepted("T2", &[2000])],
+        ),
+        manifest(
+            "LH",
+            "LH-2",
+            "2026-03-03",
+            vec![accepted("T1", &[500]), accepted("T3", &[300])],
+        ),
+        // LH-1 amended: T1 dropped, so the next manifest may take it.
+        single("LH", "LH-1", "2026-03-02", "T2", 2000),
+        single("LH", "LH-3", "2026-03-04", "T1", 700),
+        single("LH", "LH-4", "2026-03-05", "T3", 100),
+        // Another carrier, the same number twice: the first of the batch wins.
+        single("AF", "AF-2", "2026-03-06", "T9", 900),
+        single("AF", "AF-1", "2026-03-01", "T9", 400),
+    ];
+    let (outcome, published) = commit(&mut store, &[range(0, -1, 7)], batch);
+    assert_eq!(outcome, CommitOutcome::Committed);
+    let rejections: Vec<(usize, usize, String, String)> = published
+        .unwrap()
+        .rejections
+        .into_iter()
+        .map(|r| (r.manifest, r.package, r.other_manifest_id, r.other_arrival_date))
+        .collect();
+    let rejection = |m, p, other: &str, date: &str| (m, p, other.to_string(), date.to_string());
+    assert_eq!(
+        rejections,
+        [
+            rejection(1, 0, "LH-1", "2026-03-02"),
+            rejection(4, 0, "LH-2", "2026-03-03"),
+            rejection(6, 0, "AF-2", "2026-03-06"),
+        ]
+    );
+    assert_eq!(
+        summary(&store),
+        [
+            row("AF 2026-03 ad_valorem", 1, 1, 900, 90, 1),
+            row("LH 2026-03 ad_valorem", 3, 3, 3000, 300, 2),
+        ]
+    );
+    let lines: Vec<(String, String)> = store
+        .worksheet_lines("LH", "2026-03")
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.tracking_number, l.arrival_date))
+        .collect();
+    let line = |t: &str, d: &str| (t.to_string(), d.to_string());
+    assert_eq!(
+        lines,
+        [line("T2", "2026-03-02"), line("T3", "2026-03-03"), line("T1", "2026-03-04")]
+    );
+}
+
+/// Batches larger than one statement may carry: more manifests, packages, item lines and
+/// rejected packages than one multi-row INSERT takes, and more tracking numbers per carrier
+/// than one duplicate-check query asks for, in chunks that end anywhere.
+fn a_batch_larger_than_a_statement_is_written_in_chunks(url: &StoreUrl) {
+    const MANIFESTS: usize = 2101;
+    let mut store = Store::open(url).unwrap();
+    let carrier = |i: usize| ["LH", "AF"][i % 2];
+    // Two manifests in a hundred (one per carrier) repeat a tracking number of the manifest two
+    // before (the same carrier): duplicates within the batch.
+    let repeats = |i: usize| i % 100 >= 98;
+    let first: Vec<ManifestRecord> = (0..MANIFESTS)
+        .map(|i| {
+            let second = if repeats(i) { format!("T{}a", i - 2) } else { format!("T{i}b") };
+            let packages = vec![
+                accepted(&format!("T{i}a"), &[100, 200]),
+                accepted(&second, &[300, 400]),
+                rejected(&format!("R{i}c"), "INVALID_HTS"),
+                rejected(&format!("R{i}d"), "INVALID_HTS"),
+            ];
+            manifest(carrier(i), &format!("M{i}"), "2026-03-02", packages)
+        })
+        .collect();
+    let duplicates = (0..MANIFESTS).filter(|&i| repeats(i)).count();
+    let (outcome, published) = commit(&mut store, &[range(0, -1, 1)], first);
+    assert_eq!(outcome, CommitOutcome::Committed);
+    let rejections = published.unwrap().rejections;
+    assert_eq!(rejections.len(), duplicates);
+    assert!(rejections
+        .iter()
+        .all(|r| r.package == 1 && r.other_manifest_id == format!("M{}", r.manifest - 2)));
+    let totals = |store: &Store| {
+        let rows = store.totals(None, None).unwrap();
+        let sum = |f: fn(&dutyflow_pipeline::store::TotalsRow) -> i64| rows.iter().map(f).sum::<i64>();
+        (sum(|t| t.packages), sum(|t| t.item_lines), sum(|t| t.value_cents), sum(|t| t.rejected_packages))
+    };
+    let accepted_packages = (2 * MANIFESTS - duplicates) as i64;
+    let value = 1000 * MANIFESTS as i64 - 700 * duplicates as i64;
+    let rejected_packages = (2 * MANIFESTS + duplicates) as i64;
+    assert_eq!(totals(&store), (accepted_packages, 2 * accepted_packages, value, rejected_packages));
+    let lines = |store: &Store| {
+        ["LH", "AF"]
+            .iter()
+            .map(|c| store.worksheet_lines(c, "2026-03").unwrap().len())
+            .sum::<usize>()
+    };
+    assert_eq!(lines(&store), 2 * accepted_packages as usize);
+
+    // Each second package again, in new manifests: all stored already, but for the numbers the
+    // first batch rejected.
+    let second: Vec<ManifestRecord> = (0..MANIFESTS)
+        .map(|i| single(carrier(i), &format!("N{i}"), "2026-04-01", &format!("T{i}b"), 50))
+        .collect();
+    let (outcome, published) = commit(&mut store, &[range(0, 1, 2)], second);
+    assert_eq!(outcome, CommitOutcome::Committed);
+    let rejections = published.unwrap().rejections;
+    assert_eq!(rejections.len(), MANIFESTS - duplicates);
+    assert!(rejections.iter().all(|r| !repeats(r.manifest)
+        && r.other_manifest_id == format!("M{}", r.manifest)
+        && r.other_arrival_date == "2026-03-02"));
+    assert_eq!(
+        totals(&store),
+        (
+            accepted_packages + duplicates as i64,
+            2 * accepted_packages + duplicates as i64,
+            value + 50 * duplicates as i64,
+            rejected_packages + (MANIFESTS - duplicates) as i64
+        )
+    );
+    assert_eq!(offsets(&store), BTreeMap::from([(0, 2)]));
+}
+
 /// Two writers, each with its own connection and partition, commit batches at the same time
 /// into the same totals rows. Each batch also amends a manifest of the writer's previous batch,
 /// and both writers send one shared tracking number per round: exactly one of the two may win.
@@ -613,6 +747,8 @@ battery!(
     a_tracking_number_reused_within_12_months_is_a_duplicate,
     a_replay_replaces_one_package_of_its_manifest,
     a_failing_publish_rolls_everything_back,
+    manifests_of_one_batch_are_decided_in_order,
+    a_batch_larger_than_a_statement_is_written_in_chunks,
     two_writers_on_disjoint_partitions_end_with_exact_totals,
     concurrent_opens_migrate_once,
 );

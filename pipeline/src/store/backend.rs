@@ -84,13 +84,14 @@ pub(crate) type RowFn<'f> = dyn FnMut(&dyn Row) -> Result<()> + 'f;
 
 /// One connection to a store database.
 ///
-/// Statements are `'static` SQL text so that backends can cache them prepared. Parameters are
-/// numbered (`$1`), which both SQLite and PostgreSQL accept.
+/// Backends keep every statement prepared, by its text: a statement's text must come from a
+/// bounded set (constants, or the few shapes `bulk.rs` generates). Parameters are numbered
+/// (`$1`), which both SQLite and PostgreSQL accept.
 pub(crate) trait Backend: Send {
     /// Runs one statement; returns the number of rows it changed.
-    fn execute(&mut self, sql: &'static str, params: &[Value<'_>]) -> Result<u64>;
+    fn execute(&mut self, sql: &str, params: &[Value<'_>]) -> Result<u64>;
     /// Runs one query and hands each row to `row`.
-    fn query(&mut self, sql: &'static str, params: &[Value<'_>], row: &mut RowFn<'_>) -> Result<()>;
+    fn query(&mut self, sql: &str, params: &[Value<'_>], row: &mut RowFn<'_>) -> Result<()>;
     /// Runs a script of statements without parameters (a migration).
     fn execute_script(&mut self, sql: &str) -> Result<()>;
     /// Starts a write transaction. SQLite takes the database's write lock here (`BEGIN
@@ -110,7 +111,7 @@ impl dyn Backend + '_ {
     /// Every row of a query, mapped by `f`.
     pub(crate) fn rows<T>(
         &mut self,
-        sql: &'static str,
+        sql: &str,
         params: &[Value<'_>],
         f: impl Fn(&dyn Row) -> Result<T>,
     ) -> Result<Vec<T>> {
@@ -125,7 +126,7 @@ impl dyn Backend + '_ {
     /// The first row of a query, mapped by `f`, if there is one (for queries of one row).
     pub(crate) fn first<T>(
         &mut self,
-        sql: &'static str,
+        sql: &str,
         params: &[Value<'_>],
         f: impl Fn(&dyn Row) -> Result<T>,
     ) -> Result<Option<T>> {

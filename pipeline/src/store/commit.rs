@@ -1,9 +1,10 @@
 //! The exactly-once batch commit, written once for every backend.
 
 use super::backend::{args, lock_key, Backend, Tx};
+use super::bulk::{query_in, Insert, Pending};
 use super::records::{AcceptedRecord, CommitOutcome, ManifestRecord, PackageRecord, PartitionRange, StoreRejection};
 use anyhow::{Context, Result};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// A row of the totals: carrier, month, regime, method.
 type TotalsKey = (String, String, String, &'static str);
@@ -85,26 +86,18 @@ fn commit_in_transaction(
         return Ok(fenced);
     }
     tx.lock(&carrier_locks(manifests))?;
-    let mut deltas = BTreeMap::new();
-    for (mi, m) in manifests.iter_mut().enumerate() {
-        apply_manifest(&mut tx, mi, m, &mut deltas, decisions)?;
+    let arrivals: Vec<String> = manifests.iter().map(|m| m.arrival_date.to_string()).collect();
+    let plan = plan_batch(&mut tx, manifests, &arrivals)?;
+    for rejection in plan.duplicates {
+        let p = &mut manifests[rejection.manifest].packages[rejection.package];
+        decisions.reject(rejection, p);
     }
-    for ((carrier, month, regime, method), d) in &deltas {
-        if d.is_zero() {
-            continue;
-        }
-        tx.execute(
-            "INSERT INTO totals (carrier, month, regime, method, packages, item_lines, value_cents, duty_cents, fees_cents)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (carrier, month, regime, method) DO UPDATE SET
-               packages = totals.packages + excluded.packages,
-               item_lines = totals.item_lines + excluded.item_lines,
-               value_cents = totals.value_cents + excluded.value_cents,
-               duty_cents = totals.duty_cents + excluded.duty_cents,
-               fees_cents = totals.fees_cents + excluded.fees_cents",
-            args![carrier, month, regime, *method, d.packages, d.item_lines, d.value, d.duty, d.fees],
-        )?;
+    let deltas = write_manifests(&mut tx, manifests, &arrivals, &plan.stored)?;
+    let mut totals = Pending::new(&TOTALS);
+    for ((carrier, month, regime, method), d) in deltas.iter().filter(|(_, d)| !d.is_zero()) {
+        totals.push(args![carrier, month, regime, *method, d.packages, d.item_lines, d.value, d.duty, d.fees]);
     }
+    totals.flush(&mut *tx)?;
     publish(manifests, &decisions.rejections)?;
     for r in ranges {
         tx.execute(
@@ -205,118 +198,327 @@ fn method_name(m: &str) -> &'static str {
     }
 }
 
-/// Applies one manifest: replaces an earlier version's contribution (all of it, or for a
-/// dead-letter replay the replayed packages only), rejects tracking numbers accepted in another
-/// manifest of the carrier within 12 months, and records the rest.
-fn apply_manifest(
-    tx: &mut Tx<'_>,
-    mi: usize,
-    m: &mut ManifestRecord,
-    deltas: &mut BTreeMap<TotalsKey, Delta>,
-    decisions: &mut Decisions,
-) -> Result<()> {
-    let exists = tx
-        .first(
-            "SELECT 1 FROM manifests WHERE carrier = $1 AND manifest_id = $2",
-            args![&m.carrier, &m.manifest_id],
-            |_| Ok(()),
-        )?
-        .is_some();
-    if exists {
-        if m.replay {
-            for p in &m.packages {
-                if let Some(t) = &p.tracking_number {
-                    remove_contribution(tx, &m.carrier, &m.manifest_id, Some(t), deltas)?;
-                }
-            }
-        } else {
-            remove_contribution(tx, &m.carrier, &m.manifest_id, None, deltas)?;
+/// New rows of the totals: one statement per chunk, each row a distinct key.
+static TOTALS: Insert = Insert {
+    into: "totals (carrier, month, regime, method, packages, item_lines, value_cents, duty_cents, fees_cents)",
+    columns: 9,
+    on_conflict: "ON CONFLICT (carrier, month, regime, method) DO UPDATE SET
+        packages = totals.packages + excluded.packages,
+        item_lines = totals.item_lines + excluded.item_lines,
+        value_cents = totals.value_cents + excluded.value_cents,
+        duty_cents = totals.duty_cents + excluded.duty_cents,
+        fees_cents = totals.fees_cents + excluded.fees_cents",
+};
+
+/// Manifests the store does not hold yet (a stored one is updated on its own, see
+/// [`write_manifests`]).
+static NEW_MANIFESTS: Insert = Insert {
+    into: "manifests (carrier, manifest_id, month, packages, versions, source_topic, source_partition, source_offset)",
+    columns: 8,
+    on_conflict: "",
+};
+
+static PACKAGES: Insert = Insert {
+    into: "packages (carrier, manifest_id, tracking_number, trip_number, port_of_arrival, arrival_date, month, regime, method,
+                     item_lines, value_cents, duty_cents, fees_cents, rates_version)",
+    columns: 14,
+    on_conflict: "",
+};
+
+static ITEM_LINES: Insert = Insert {
+    into: "item_lines (carrier, manifest_id, tracking_number, item, origin_country, hts, value_cents, rate, duty_cents)",
+    columns: 9,
+    on_conflict: "",
+};
+
+/// A replayed package may be rejected again under the index it had.
+static REJECTED_PACKAGES: Insert = Insert {
+    into: "rejected_packages (carrier, manifest_id, package_index, tracking_number, month, code)",
+    columns: 6,
+    on_conflict: "ON CONFLICT (carrier, manifest_id, package_index) DO UPDATE SET
+        tracking_number = excluded.tracking_number, code = excluded.code",
+};
+
+/// The rows a batch adds, waiting for their multi-row INSERTs. Within one flush every row has
+/// its own key: a manifest's packages have distinct indexes and tracking numbers, and a
+/// manifest that comes back in the batch is stored already, which flushes first.
+struct NewRows<'a> {
+    manifests: Pending<'a>,
+    packages: Pending<'a>,
+    item_lines: Pending<'a>,
+    rejected: Pending<'a>,
+}
+
+impl NewRows<'_> {
+    fn new() -> Self {
+        NewRows {
+            manifests: Pending::new(&NEW_MANIFESTS),
+            packages: Pending::new(&PACKAGES),
+            item_lines: Pending::new(&ITEM_LINES),
+            rejected: Pending::new(&REJECTED_PACKAGES),
         }
     }
-    tx.execute(
-        "INSERT INTO manifests (carrier, manifest_id, month, packages, versions, source_topic, source_partition, source_offset)
-         VALUES ($1, $2, $3, $4, 1, $5, $6, $7)
-         ON CONFLICT (carrier, manifest_id) DO UPDATE SET
-           month = excluded.month, versions = manifests.versions + 1,
-           packages = CASE WHEN $8 THEN manifests.packages ELSE excluded.packages END,
-           source_topic = excluded.source_topic, source_partition = excluded.source_partition, source_offset = excluded.source_offset",
-        args![
-            &m.carrier,
-            &m.manifest_id,
-            &m.month,
-            m.packages.len() as i64,
-            &m.source_topic,
-            m.source_partition,
-            m.source_offset,
-            m.replay
-        ],
-    )?;
 
-    let date = m.arrival_date;
-    let lo = date
-        .checked_sub_months(chrono::Months::new(12))
-        .unwrap_or(date)
-        .to_string();
-    let hi = date
-        .checked_add_months(chrono::Months::new(12))
-        .unwrap_or(date)
-        .to_string();
-    let arrival = date.to_string();
-    for (pi, p) in m.packages.iter_mut().enumerate() {
-        if let (Some(acc), Some(tracking)) = (&p.accepted, &p.tracking_number) {
-            let other = tx.first(
-                "SELECT manifest_id, arrival_date FROM packages
-                 WHERE carrier = $1 AND tracking_number = $2 AND manifest_id <> $3 AND arrival_date > $4 AND arrival_date < $5
-                 LIMIT 1",
-                args![&m.carrier, tracking, &m.manifest_id, &lo, &hi],
-                |r| Ok((r.text(0)?, r.text(1)?)),
-            )?;
-            if let Some((other_manifest_id, other_arrival_date)) = other {
-                let rejection = StoreRejection {
+    fn flush(&mut self, tx: &mut Tx<'_>) -> Result<()> {
+        for rows in [
+            &mut self.manifests,
+            &mut self.packages,
+            &mut self.item_lines,
+            &mut self.rejected,
+        ] {
+            rows.flush(&mut **tx)?;
+        }
+        Ok(())
+    }
+}
+
+/// What the batch decided before writing anything.
+struct Plan {
+    /// Per manifest: the store holds it already, from an earlier batch or earlier in this one.
+    stored: Vec<bool>,
+    /// The accepted packages whose tracking number another manifest of the carrier accepted
+    /// within 12 months, in batch order.
+    duplicates: Vec<StoreRejection>,
+}
+
+/// The window of the 12-month duplicate check around an arrival date, exclusive: dates as the
+/// store holds them (`YYYY-MM-DD`, which order as text as they do as dates).
+fn duplicate_window(date: chrono::NaiveDate) -> (String, String) {
+    let months = chrono::Months::new(12);
+    let lo = date.checked_sub_months(months).unwrap_or(date);
+    let hi = date.checked_add_months(months).unwrap_or(date);
+    (lo.to_string(), hi.to_string())
+}
+
+/// Decides, for the whole batch at once, which manifests the store holds and which accepted
+/// packages are 12-month duplicates, as if the manifests were written one after another: a
+/// tracking number accepted earlier in the batch counts (the first accepted wins), a
+/// contribution that an amendment or a replay removes earlier in the batch no longer does.
+///
+/// It reads the store in a few queries per carrier, under the carrier locks: what it reads
+/// cannot change before the commit, except by this batch, which it follows in memory.
+fn plan_batch(tx: &mut Tx<'_>, manifests: &[ManifestRecord], arrivals: &[String]) -> Result<Plan> {
+    let held = read_held(tx, manifests)?;
+    let mut stored: HashSet<(&str, &str)> = held.manifests.iter().map(|(c, id)| (c.as_str(), id.as_str())).collect();
+    // Accepted packages by carrier and tracking number: (manifest id, arrival date).
+    let mut accepted: HashMap<(&str, &str), Vec<(&str, &str)>> = HashMap::new();
+    for p in &held.packages {
+        let key = (p.carrier.as_str(), p.tracking_number.as_str());
+        accepted.entry(key).or_default().push((&p.manifest_id, &p.arrival_date));
+    }
+    let mut plan = Plan {
+        stored: Vec::with_capacity(manifests.len()),
+        duplicates: Vec::new(),
+    };
+    for (mi, (m, arrival)) in manifests.iter().zip(arrivals).enumerate() {
+        let carrier = m.carrier.as_str();
+        let is_stored = !stored.insert((carrier, &m.manifest_id));
+        if is_stored {
+            // What `remove_contribution` will delete.
+            let not_this_manifest = |v: &mut Vec<(&str, &str)>| v.retain(|(id, _)| *id != m.manifest_id);
+            if m.replay {
+                for t in m.packages.iter().filter_map(|p| p.tracking_number.as_deref()) {
+                    accepted.get_mut(&(carrier, t)).map(not_this_manifest);
+                }
+            } else {
+                accepted
+                    .iter_mut()
+                    .filter(|((c, _), _)| *c == carrier)
+                    .for_each(|(_, v)| not_this_manifest(v));
+            }
+        }
+        plan.stored.push(is_stored);
+        let (lo, hi) = duplicate_window(m.arrival_date);
+        for (pi, p) in m.packages.iter().enumerate() {
+            let (Some(_), Some(tracking)) = (&p.accepted, &p.tracking_number) else {
+                continue;
+            };
+            let earlier = accepted.entry((carrier, tracking)).or_default();
+            let other = earlier
+                .iter()
+                .find(|&&(id, date)| id != m.manifest_id && date > lo.as_str() && date < hi.as_str());
+            match other {
+                Some(&(other_manifest_id, other_arrival_date)) => plan.duplicates.push(StoreRejection {
                     manifest: mi,
                     package: pi,
-                    other_manifest_id,
-                    other_arrival_date,
-                };
-                decisions.reject(rejection, p);
+                    other_manifest_id: other_manifest_id.to_string(),
+                    other_arrival_date: other_arrival_date.to_string(),
+                }),
+                None => earlier.push((&m.manifest_id, arrival)),
+            }
+        }
+    }
+    Ok(plan)
+}
+
+/// What the store holds of the batch's carriers that the plan depends on.
+#[derive(Default)]
+struct Held {
+    /// (carrier, manifest id) of the batch's manifests the store holds.
+    manifests: Vec<(String, String)>,
+    /// Accepted packages with a tracking number of the batch, within the 12-month windows of
+    /// their carrier's manifests, by arrival date.
+    packages: Vec<HeldPackage>,
+}
+
+struct HeldPackage {
+    carrier: String,
+    tracking_number: String,
+    manifest_id: String,
+    arrival_date: String,
+}
+
+/// The batch's keys of one carrier.
+struct CarrierKeys<'a> {
+    manifest_ids: BTreeSet<&'a str>,
+    tracking_numbers: BTreeSet<&'a str>,
+    /// The union of its manifests' duplicate windows.
+    lo: String,
+    hi: String,
+}
+
+fn read_held(tx: &mut Tx<'_>, manifests: &[ManifestRecord]) -> Result<Held> {
+    let mut carriers: BTreeMap<&str, CarrierKeys<'_>> = BTreeMap::new();
+    for m in manifests {
+        let (lo, hi) = duplicate_window(m.arrival_date);
+        let keys = carriers.entry(&m.carrier).or_insert_with(|| CarrierKeys {
+            manifest_ids: BTreeSet::new(),
+            tracking_numbers: BTreeSet::new(),
+            lo: lo.clone(),
+            hi: hi.clone(),
+        });
+        keys.manifest_ids.insert(&m.manifest_id);
+        let accepted = m.packages.iter().filter(|p| p.accepted.is_some());
+        keys.tracking_numbers
+            .extend(accepted.filter_map(|p| p.tracking_number.as_deref()));
+        if lo < keys.lo {
+            keys.lo = lo;
+        }
+        if hi > keys.hi {
+            keys.hi = hi;
+        }
+    }
+    let mut held = Held::default();
+    for (carrier, keys) in &carriers {
+        let ids: Vec<&str> = keys.manifest_ids.iter().copied().collect();
+        query_in(
+            &mut **tx,
+            "SELECT manifest_id FROM manifests WHERE carrier = $1 AND manifest_id IN ($keys)",
+            args![*carrier],
+            &ids,
+            &mut |r| {
+                held.manifests.push((carrier.to_string(), r.text(0)?));
+                Ok(())
+            },
+        )?;
+        if keys.tracking_numbers.is_empty() {
+            continue;
+        }
+        let tracking: Vec<&str> = keys.tracking_numbers.iter().copied().collect();
+        query_in(
+            &mut **tx,
+            "SELECT tracking_number, manifest_id, arrival_date FROM packages
+             WHERE carrier = $1 AND arrival_date > $2 AND arrival_date < $3 AND tracking_number IN ($keys)
+             ORDER BY arrival_date, manifest_id",
+            args![*carrier, &keys.lo, &keys.hi],
+            &tracking,
+            &mut |r| {
+                held.packages.push(HeldPackage {
+                    carrier: carrier.to_string(),
+                    tracking_number: r.text(0)?,
+                    manifest_id: r.text(1)?,
+                    arrival_date: r.text(2)?,
+                });
+                Ok(())
+            },
+        )?;
+    }
+    Ok(held)
+}
+
+/// Writes the batch as planned, in batch order: replaces the earlier contribution of a stored
+/// manifest (all of it, or for a dead-letter replay the replayed packages only), and records
+/// the manifests, their accepted packages and item lines, and their rejected packages.
+/// Returns the change to the totals.
+fn write_manifests(
+    tx: &mut Tx<'_>,
+    manifests: &[ManifestRecord],
+    arrivals: &[String],
+    stored: &[bool],
+) -> Result<BTreeMap<TotalsKey, Delta>> {
+    let mut deltas = BTreeMap::new();
+    let mut rows = NewRows::new();
+    for ((m, arrival), &is_stored) in manifests.iter().zip(arrivals).zip(stored) {
+        if is_stored {
+            // The removal reads what the store holds, including earlier manifests of the batch.
+            rows.flush(tx)?;
+            if m.replay {
+                for t in m.packages.iter().filter_map(|p| p.tracking_number.as_deref()) {
+                    remove_contribution(tx, &m.carrier, &m.manifest_id, Some(t), &mut deltas)?;
+                }
             } else {
-                tx.execute(
-                    "INSERT INTO packages (carrier, manifest_id, tracking_number, trip_number, port_of_arrival, arrival_date, month, regime, method,
-                                           item_lines, value_cents, duty_cents, fees_cents, rates_version)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-                    args![
+                remove_contribution(tx, &m.carrier, &m.manifest_id, None, &mut deltas)?;
+            }
+            tx.execute(
+                "INSERT INTO manifests (carrier, manifest_id, month, packages, versions, source_topic, source_partition, source_offset)
+                 VALUES ($1, $2, $3, $4, 1, $5, $6, $7)
+                 ON CONFLICT (carrier, manifest_id) DO UPDATE SET
+                   month = excluded.month, versions = manifests.versions + 1,
+                   packages = CASE WHEN $8 THEN manifests.packages ELSE excluded.packages END,
+                   source_topic = excluded.source_topic, source_partition = excluded.source_partition, source_offset = excluded.source_offset",
+                args![
+                    &m.carrier,
+                    &m.manifest_id,
+                    &m.month,
+                    m.packages.len() as i64,
+                    &m.source_topic,
+                    m.source_partition,
+                    m.source_offset,
+                    m.replay
+                ],
+            )?;
+        } else {
+            rows.manifests.push(args![
+                &m.carrier,
+                &m.manifest_id,
+                &m.month,
+                m.packages.len() as i64,
+                1_i64,
+                &m.source_topic,
+                m.source_partition,
+                m.source_offset
+            ]);
+        }
+        for p in &m.packages {
+            if let (Some(acc), Some(tracking)) = (&p.accepted, &p.tracking_number) {
+                rows.packages.push(args![
+                    &m.carrier,
+                    &m.manifest_id,
+                    tracking,
+                    &m.trip_number,
+                    &m.port_of_arrival,
+                    arrival,
+                    &m.month,
+                    &acc.regime,
+                    acc.method,
+                    acc.lines.len() as i64,
+                    acc.value_cents,
+                    acc.duty_cents,
+                    acc.fees_cents,
+                    &acc.rates_version
+                ]);
+                for l in &acc.lines {
+                    rows.item_lines.push(args![
                         &m.carrier,
                         &m.manifest_id,
                         tracking,
-                        &m.trip_number,
-                        &m.port_of_arrival,
-                        &arrival,
-                        &m.month,
-                        &acc.regime,
-                        acc.method,
-                        acc.lines.len() as i64,
-                        acc.value_cents,
-                        acc.duty_cents,
-                        acc.fees_cents,
-                        &acc.rates_version
-                    ],
-                )?;
-                for l in &acc.lines {
-                    tx.execute(
-                        "INSERT INTO item_lines (carrier, manifest_id, tracking_number, item, origin_country, hts, value_cents, rate, duty_cents)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                        args![
-                            &m.carrier,
-                            &m.manifest_id,
-                            tracking,
-                            l.item,
-                            &l.origin_country,
-                            &l.hts,
-                            l.value_cents,
-                            &l.rate,
-                            l.duty_cents
-                        ],
-                    )?;
+                        l.item,
+                        &l.origin_country,
+                        &l.hts,
+                        l.value_cents,
+                        &l.rate,
+                        l.duty_cents
+                    ]);
                 }
                 let key = (m.carrier.clone(), m.month.clone(), acc.regime.clone(), acc.method);
                 let added = Delta {
@@ -327,21 +529,17 @@ fn apply_manifest(
                     fees: acc.fees_cents,
                 };
                 deltas.entry(key).or_default().add(1, added);
-                continue;
+            } else if let Some(code) = p.rejected_code {
+                let index = if m.replay {
+                    -1 - i64::from(p.index)
+                } else {
+                    i64::from(p.index)
+                };
+                rows.rejected
+                    .push(args![&m.carrier, &m.manifest_id, index, &p.tracking_number, &m.month, code]);
             }
         }
-        if let Some(code) = p.rejected_code {
-            let index = if m.replay {
-                -1 - i64::from(p.index)
-            } else {
-                i64::from(p.index)
-            };
-            tx.execute(
-                "INSERT INTO rejected_packages (carrier, manifest_id, package_index, tracking_number, month, code) VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (carrier, manifest_id, package_index) DO UPDATE SET tracking_number = excluded.tracking_number, code = excluded.code",
-                args![&m.carrier, &m.manifest_id, index, &p.tracking_number, &m.month, code],
-            )?;
-        }
     }
-    Ok(())
+    rows.flush(tx)?;
+    Ok(deltas)
 }

@@ -15,6 +15,7 @@
 //! same files for both.
 
 mod backend;
+mod bulk;
 mod commit;
 mod postgres;
 mod records;

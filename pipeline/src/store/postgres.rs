@@ -24,7 +24,7 @@ pub(crate) struct Postgres {
     target: String,
     client: Client,
     /// Prepared statements of this connection, by their SQL text.
-    statements: HashMap<&'static str, Statement>,
+    statements: HashMap<String, Statement>,
     in_transaction: bool,
     /// The connection failed (not a statement): replace it before the next transaction, even
     /// if the client does not know yet that it is closed.
@@ -88,14 +88,14 @@ impl Postgres {
         })
     }
 
-    fn prepared(&mut self, sql: &'static str) -> Result<Statement> {
+    fn prepared(&mut self, sql: &str) -> Result<Statement> {
         self.ensure_connected()?;
         if let Some(stmt) = self.statements.get(sql) {
             return Ok(stmt.clone());
         }
         let prepared = self.client.prepare(sql);
         let stmt = self.checked(prepared)?;
-        self.statements.insert(sql, stmt.clone());
+        self.statements.insert(sql.to_string(), stmt.clone());
         Ok(stmt)
     }
 }
@@ -188,13 +188,13 @@ fn sql_params<'a>(params: &'a [Value<'_>]) -> Vec<&'a (dyn ToSql + Sync)> {
 }
 
 impl Backend for Postgres {
-    fn execute(&mut self, sql: &'static str, params: &[Value<'_>]) -> Result<u64> {
+    fn execute(&mut self, sql: &str, params: &[Value<'_>]) -> Result<u64> {
         let stmt = self.prepared(sql)?;
         let changed = self.client.execute(&stmt, &sql_params(params));
         self.checked(changed)
     }
 
-    fn query(&mut self, sql: &'static str, params: &[Value<'_>], row: &mut RowFn<'_>) -> Result<()> {
+    fn query(&mut self, sql: &str, params: &[Value<'_>], row: &mut RowFn<'_>) -> Result<()> {
         let stmt = self.prepared(sql)?;
         let rows = self.client.query(&stmt, &sql_params(params));
         for r in self.checked(rows)? {

@@ -8,6 +8,10 @@ use rusqlite::Connection;
 use std::path::Path;
 use std::time::Duration;
 
+/// Prepared statements kept per connection: the store's constant statements and the bounded
+/// set of bulk statement shapes (`bulk.rs`), with room to spare.
+const STATEMENT_CACHE: usize = 128;
+
 pub(crate) struct Sqlite {
     conn: Connection,
 }
@@ -18,6 +22,7 @@ impl Sqlite {
         conn.busy_timeout(Duration::from_secs(30))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(Sqlite { conn })
     }
 }
@@ -43,37 +48,42 @@ impl Row for rusqlite::Row<'_> {
     }
 }
 
-/// Names of the parameters `$1` … `$16`.
-const PARAMETERS: [&str; 16] = [
-    "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12", "$13", "$14", "$15", "$16",
-];
+/// SQLite reads `$N` as a *named* parameter, numbered in the order names first appear, but
+/// `?N` as parameter number N, which is what `$N` means to PostgreSQL. The store's SQL holds
+/// no `$` but in parameters.
+fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        let parameter = c == '$' && chars.peek().is_some_and(char::is_ascii_digit);
+        out.push(if parameter { '?' } else { c });
+    }
+    out
+}
 
-/// Binds `$1`, `$2`, … by name: SQLite reads `$N` as a named parameter and numbers named
-/// parameters in the order they first appear, not by N.
-fn bind(stmt: &mut rusqlite::Statement<'_>, params: &[Value<'_>]) -> Result<()> {
-    if stmt.parameter_count() != params.len() || params.len() > PARAMETERS.len() {
+/// Prepares (or finds prepared) `sql` with its parameters bound, by number.
+fn bound<'c>(conn: &'c Connection, sql: &str, params: &[Value<'_>]) -> Result<rusqlite::CachedStatement<'c>> {
+    let mut stmt = conn.prepare_cached(&numbered(sql))?;
+    if stmt.parameter_count() != params.len() {
         bail!(
             "the statement takes {} parameters, not {}",
             stmt.parameter_count(),
             params.len()
         );
     }
-    for (name, value) in PARAMETERS.iter().zip(params) {
-        stmt.raw_bind_parameter(*name, value)?;
+    for (i, value) in params.iter().enumerate() {
+        stmt.raw_bind_parameter(i + 1, value)?;
     }
-    Ok(())
+    Ok(stmt)
 }
 
 impl Backend for Sqlite {
-    fn execute(&mut self, sql: &'static str, params: &[Value<'_>]) -> Result<u64> {
-        let mut stmt = self.conn.prepare_cached(sql)?;
-        bind(&mut stmt, params)?;
-        Ok(stmt.raw_execute()? as u64)
+    fn execute(&mut self, sql: &str, params: &[Value<'_>]) -> Result<u64> {
+        Ok(bound(&self.conn, sql, params)?.raw_execute()? as u64)
     }
 
-    fn query(&mut self, sql: &'static str, params: &[Value<'_>], row: &mut RowFn<'_>) -> Result<()> {
-        let mut stmt = self.conn.prepare_cached(sql)?;
-        bind(&mut stmt, params)?;
+    fn query(&mut self, sql: &str, params: &[Value<'_>], row: &mut RowFn<'_>) -> Result<()> {
+        let mut stmt = bound(&self.conn, sql, params)?;
         let mut rows = stmt.raw_query();
         while let Some(r) = rows.next()? {
             row(r)?;
@@ -100,5 +110,32 @@ impl Backend for Sqlite {
     /// Nothing to do: the transaction already holds the only write lock there is.
     fn lock(&mut self, _keys: &[i64]) -> Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::bulk::MAX_PARAMETERS;
+
+    #[test]
+    fn dollar_parameters_become_numbered_ones() {
+        assert_eq!(
+            numbered("SELECT $2, $1 WHERE a = $10 AND b = '$'"),
+            "SELECT ?2, ?1 WHERE a = ?10 AND b = '$'"
+        );
+    }
+
+    #[test]
+    fn the_bundled_sqlite_takes_the_bulk_statements_parameters() {
+        let conn = Connection::open_in_memory().unwrap();
+        let sql = format!("SELECT ${MAX_PARAMETERS}, $2, $1");
+        let params: Vec<Value<'_>> = (0..MAX_PARAMETERS as i64).map(Value::Int).collect();
+        let mut stmt = bound(&conn, &sql, &params).unwrap();
+        let mut rows = stmt.raw_query();
+        let row = rows.next().unwrap().unwrap();
+        let got: Vec<i64> = (0..3).map(|c| row.int(c).unwrap()).collect();
+        assert_eq!(got, [MAX_PARAMETERS as i64 - 1, 1, 0]);
+        assert!(conn.prepare(&format!("SELECT ?{}", MAX_PARAMETERS + 1)).is_err());
     }
 }
