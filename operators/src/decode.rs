@@ -147,7 +147,6 @@ pub struct Decoder {
     /// is carried from one message to the next.
     tape: Tape<'static>,
     positions: Vec<u32>,
-    open: Vec<scan::Open>,
 }
 
 impl Default for Decoder {
@@ -156,7 +155,6 @@ impl Default for Decoder {
             buffers: Buffers::new(64 * 1024),
             tape: Tape(Vec::new()),
             positions: Vec::new(),
-            open: Vec::new(),
         }
     }
 }
@@ -171,29 +169,25 @@ impl Decoder {
         self.decode_with(raw, scratch, true)
     }
 
-    /// `fast`: try the scanner first (see `scan`), which covers most messages and falls back
-    /// to simd-json for the rest.
+    /// `fast`: try the one-pass reader first (see `scan`), which takes most messages and
+    /// leaves the rest to simd-json.
     fn decode_with<'a>(
         &mut self,
         raw: &'a [u8],
         scratch: &'a mut Vec<u8>,
         fast: bool,
     ) -> Result<RawManifest<'a>, MessageError> {
+        if fast {
+            if let Some(result) = scan::read(raw) {
+                return result;
+            }
+        }
+        scratch.clear();
+        scratch.extend_from_slice(raw);
         let mut tape: Tape<'a> = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
-        let result = if fast && scan::scan(raw, &mut tape.0, &mut self.positions, &mut self.open) {
-            Doc {
-                nodes: &tape.0,
-                positions: &self.positions,
-                raw,
-            }
-            .manifest()
-        } else {
-            scratch.clear();
-            scratch.extend_from_slice(raw);
-            match simd_json::fill_tape(scratch.as_mut_slice(), &mut self.buffers, &mut tape) {
-                Ok(()) => self.read(raw, &tape.0),
-                Err(e) => Err(malformed(raw, &e)),
-            }
+        let result = match simd_json::fill_tape(scratch.as_mut_slice(), &mut self.buffers, &mut tape) {
+            Ok(()) => self.read(raw, &tape.0),
+            Err(e) => Err(malformed(raw, &e)),
         };
         self.tape = tape.reset();
         result
@@ -377,66 +371,14 @@ impl<'a> Doc<'_, 'a> {
             "packages" => packages = Some(self.value(v)),
             _ => {}
         });
-        match schema {
-            Some(Json::Str("manifest/v1")) => {}
-            Some(Json::Str(other)) => {
-                return Err(Issue::new(
-                    Code::UnsupportedSchema,
-                    "$.schema",
-                    format!(
-                        "schema \"{}\" is not supported; this service reads \"manifest/v1\"",
-                        clip(other)
-                    ),
-                ))
-            }
-            Some(other) => {
-                return Err(Issue::new(
-                    Code::UnsupportedSchema,
-                    "$.schema",
-                    format!("schema must be the string \"manifest/v1\", found {}", other.kind()),
-                ))
-            }
-            None => {
-                return Err(Issue::new(
-                    Code::UnsupportedSchema,
-                    "$.schema",
-                    "schema is missing; set \"schema\": \"manifest/v1\"",
-                ))
-            }
-        }
+        check_schema(schema)?;
         let packages_at = match packages {
             Some(Json::Arr(i)) => i,
-            Some(other) => {
-                return Err(Issue::new(
-                    Code::SchemaViolation,
-                    "$.packages",
-                    format!("packages must be an array of package objects, found {}", other.kind()),
-                ))
-            }
-            None => {
-                return Err(Issue::new(
-                    Code::SchemaViolation,
-                    "$.packages",
-                    "packages is missing; a manifest lists 1 to 10000 packages",
-                ))
-            }
+            other => return Err(packages_error(other)),
         };
         m.packages_at = self.positions[packages_at];
         let count = self.array_len(packages_at);
-        if count == 0 {
-            return Err(Issue::new(
-                Code::SchemaViolation,
-                "$.packages",
-                "packages is empty; a manifest lists 1 to 10000 packages",
-            ));
-        }
-        if count > MAX_PACKAGES {
-            return Err(Issue::new(
-                Code::SchemaViolation,
-                "$.packages",
-                format!("packages has {count} entries; a manifest lists at most {MAX_PACKAGES}: split it into several manifests"),
-            ));
-        }
+        check_count(count)?;
         m.packages.reserve_exact(count);
         self.elements(packages_at, |p| {
             let mut pkg = RawPackage {
@@ -535,6 +477,66 @@ impl<'a> Doc<'_, 'a> {
             _ => {}
         });
     }
+}
+
+/// The `schema` field must be the string `manifest/v1`.
+fn check_schema(schema: Field<'_>) -> Result<(), MessageError> {
+    match schema {
+        Some(Json::Str("manifest/v1")) => Ok(()),
+        Some(Json::Str(other)) => Err(Issue::new(
+            Code::UnsupportedSchema,
+            "$.schema",
+            format!(
+                "schema \"{}\" is not supported; this service reads \"manifest/v1\"",
+                clip(other)
+            ),
+        )),
+        Some(other) => Err(Issue::new(
+            Code::UnsupportedSchema,
+            "$.schema",
+            format!("schema must be the string \"manifest/v1\", found {}", other.kind()),
+        )),
+        None => Err(Issue::new(
+            Code::UnsupportedSchema,
+            "$.schema",
+            "schema is missing; set \"schema\": \"manifest/v1\"",
+        )),
+    }
+}
+
+/// The failure for a `packages` field that is not an array.
+fn packages_error(packages: Field<'_>) -> MessageError {
+    match packages {
+        Some(other) => Issue::new(
+            Code::SchemaViolation,
+            "$.packages",
+            format!("packages must be an array of package objects, found {}", other.kind()),
+        ),
+        None => Issue::new(
+            Code::SchemaViolation,
+            "$.packages",
+            "packages is missing; a manifest lists 1 to 10000 packages",
+        ),
+    }
+}
+
+/// A manifest lists 1 to [`MAX_PACKAGES`] packages.
+fn check_count(count: usize) -> Result<(), MessageError> {
+    if count == 0 {
+        return Err(Issue::new(
+            Code::SchemaViolation,
+            "$.packages",
+            "packages is empty; a manifest lists 1 to 10000 packages",
+        ));
+    }
+    if count > MAX_PACKAGES {
+        return Err(Issue::new(
+            Code::SchemaViolation,
+            "$.packages",
+            format!("packages has {count} entries; a manifest lists at most {MAX_PACKAGES}: split it into several manifests"),
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn clip(s: &str) -> &str {
@@ -655,7 +657,7 @@ mod tests {
         assert_eq!(decode("").unwrap_err().code, Code::MalformedJson);
     }
 
-    /// Decodes `raw` with the scanner and with simd-json alone; both must give the same.
+    /// Decodes `raw` with the one-pass reader and with simd-json alone; both must give the same.
     fn same_both_ways(raw: &[u8]) -> bool {
         let (mut s1, mut s2) = (Vec::new(), Vec::new());
         let fast = format!("{:?}", Decoder::default().decode_with(raw, &mut s1, true));
@@ -678,9 +680,8 @@ mod tests {
             }
         }
         assert!(n > 50);
-        // The sample is in the scanner's subset (so the comparisons below test something).
-        let mut nodes = Vec::new();
-        assert!(scan::scan(SAMPLE.as_bytes(), &mut nodes, &mut Vec::new(), &mut Vec::new()));
+        // The sample is in the reader's subset (so the comparisons below test something).
+        assert!(scan::read(SAMPLE.as_bytes()).is_some());
         same_both_ways(SAMPLE.as_bytes());
         for text in [
             " {\"schema\" : \"manifest/v1\" ,\n\"packages\":[ {\"a\":[ ]} , 1 ] }\t",

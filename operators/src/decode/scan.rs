@@ -1,185 +1,368 @@
-//! A strict one-pass scanner for the common shape of a message, writing the same tape as
-//! simd-json (same nodes in the same order, and the byte offset of every node).
+//! A strict one-pass reader for the common shape of a message, straight into a
+//! [`RawManifest`], without a tape.
 //!
 //! It accepts only a subset of JSON: an object at the root, strings without escapes, plain
 //! non-negative numbers without exponent, and at most [`MAX_DEPTH`] levels of nesting. On
-//! anything else, valid or not, it gives up and the decoder runs simd-json, which then
-//! decides and words every error. So the scanner never has to be lenient or explain
-//! anything: it must only never accept what simd-json would refuse, and it checks the full
-//! grammar (and UTF-8) for that.
+//! anything else, valid or not, it gives up (`None`) and the decoder runs simd-json, which
+//! then decides and words every error. So this reader never has to be lenient or explain
+//! anything: it must only never accept what simd-json would refuse (it checks the full
+//! grammar, and UTF-8, for that), and it must give exactly the `RawManifest` that `Doc` gives
+//! from simd-json's tape: the same fields, the same last-one-wins for repeated keys, and the
+//! same tape node index in `Json::Obj`/`Json::Arr` (it counts the nodes the tape would hold).
 //!
 //! Strings are not copied: each is a slice of the message.
 
-use simd_json::{Node, StaticNode};
+use super::{
+    check_count, check_schema, packages_error, Field, Json, MessageError, Part, RawAddress, RawCarrier,
+    RawConsignee, RawItem, RawItems, RawManifest, RawPackage, RawShipper, RawTrip,
+};
 
-/// Deepest nesting the scanner follows; deeper messages go to simd-json.
-const MAX_DEPTH: usize = 64;
-/// Longest number the scanner reads; longer ones go to simd-json (which may refuse them).
+/// Deepest nesting the reader follows; deeper messages go to simd-json.
+const MAX_DEPTH: u32 = 64;
+/// Longest number the reader takes; longer ones go to simd-json (which may refuse them).
 const MAX_NUMBER_LEN: usize = 18;
 
-/// What comes next in the grammar.
-enum Next {
-    /// A value (after `:`, `[` or `,` in an array).
-    Value,
-    /// A key (after `{` with members, or `,` in an object).
-    Key,
-    /// A `,` or the close of the innermost container.
-    AfterValue,
-}
-
-/// An open object or array: its node and its number of members or elements so far.
-#[derive(Clone, Copy)]
-pub(super) struct Open {
-    node: u32,
-    len: u32,
-    object: bool,
-}
-
-/// Fills `nodes` and `positions` for `raw`. Returns `false` when `raw` is outside the subset
-/// this scanner reads (the buffers then hold garbage and must not be used).
-pub(super) fn scan<'a>(raw: &'a [u8], nodes: &mut Vec<Node<'a>>, positions: &mut Vec<u32>, open: &mut Vec<Open>) -> bool {
-    let Ok(text) = std::str::from_utf8(raw) else {
-        return false;
-    };
+/// `None`: not in the subset this reader takes (use simd-json). `Some(result)`: the same
+/// result as simd-json and `Doc` would give.
+pub(super) fn read(raw: &[u8]) -> Option<Result<RawManifest<'_>, MessageError>> {
+    let text = std::str::from_utf8(raw).ok()?;
     if raw.len() >= u32::MAX as usize {
-        return false;
+        return None;
     }
-    nodes.clear();
-    positions.clear();
-    open.clear();
-    let b = raw;
-    let mut i = skip_ws(b, 0);
-    if b.get(i) != Some(&b'{') {
-        return false;
+    let mut r = Reader {
+        b: raw,
+        text,
+        i: 0,
+        nodes: 0,
+        depth: 0,
+    };
+    r.ws();
+    if r.peek() != b'{' {
+        return None;
     }
-    let mut next = Next::Value;
-    loop {
-        match next {
-            Next::Value => match b.get(i) {
-                Some(b'{') | Some(b'[') => {
-                    if open.len() >= MAX_DEPTH {
-                        return false;
-                    }
-                    let object = b[i] == b'{';
-                    open.push(Open {
-                        node: nodes.len() as u32,
-                        len: 0,
-                        object,
-                    });
-                    nodes.push(Node::Static(StaticNode::Null));
-                    positions.push(i as u32);
-                    i = skip_ws(b, i + 1);
-                    let close = if object { b'}' } else { b']' };
-                    if b.get(i) == Some(&close) {
-                        next = Next::AfterValue;
-                    } else if object {
-                        next = Next::Key;
-                    } else if let Some(top) = open.last_mut() {
-                        top.len += 1;
-                    }
-                }
-                Some(b'"') => {
-                    let Some(end) = string_end(b, i + 1) else {
-                        return false;
+    let mut m = RawManifest::default();
+    let mut schema: Field<'_> = None;
+    let mut packages: Field<'_> = None;
+    r.object(|r, key| {
+        match key {
+            "schema" => schema = Some(r.value()?),
+            "manifest_id" => m.manifest_id = Some(r.value()?),
+            "carrier" => m.carrier = r.part(Reader::carrier)?,
+            "trip" => m.trip = r.part(Reader::trip)?,
+            "packages" if r.peek() == b'[' => {
+                // Only the last `packages` counts: forget an earlier one.
+                m.packages.clear();
+                m.items.clear();
+                m.packages_at = r.i as u32;
+                let at = r.nodes;
+                let (list, items) = (&mut m.packages, &mut m.items);
+                r.array(|r| {
+                    let mut pkg = RawPackage {
+                        start: r.i as u32,
+                        ..RawPackage::default()
                     };
-                    nodes.push(Node::String(&text[i + 1..end]));
-                    positions.push(i as u32);
-                    i = end + 1;
-                    next = Next::AfterValue;
-                }
-                Some(b'0'..=b'9') => {
-                    let Some(end) = number_end(b, i) else {
-                        return false;
-                    };
-                    // Numbers are read from their text (see `Doc::number_text`): the node
-                    // only says "a number".
-                    nodes.push(Node::Static(StaticNode::U64(0)));
-                    positions.push(i as u32);
-                    i = end;
-                    next = Next::AfterValue;
-                }
-                Some(&c @ (b't' | b'f' | b'n')) => {
-                    let (word, node): (&[u8], _) = match c {
-                        b't' => (b"true", StaticNode::Bool(true)),
-                        b'f' => (b"false", StaticNode::Bool(false)),
-                        _ => (b"null", StaticNode::Null),
-                    };
-                    if !b[i..].starts_with(word) {
-                        return false;
+                    if r.peek() == b'{' {
+                        r.package(&mut pkg, items)?;
+                    } else {
+                        pkg.not_object = Some(r.value()?.kind());
                     }
-                    nodes.push(Node::Static(node));
-                    positions.push(i as u32);
-                    i += word.len();
-                    next = Next::AfterValue;
-                }
-                _ => return false,
-            },
-            Next::Key => {
-                if b.get(i) != Some(&b'"') {
-                    return false;
-                }
-                let Some(end) = string_end(b, i + 1) else {
-                    return false;
-                };
-                nodes.push(Node::String(&text[i + 1..end]));
-                positions.push(i as u32);
-                i = skip_ws(b, end + 1);
-                if b.get(i) != Some(&b':') {
-                    return false;
-                }
-                i = skip_ws(b, i + 1);
-                if let Some(top) = open.last_mut() {
-                    top.len += 1;
-                }
-                next = Next::Value;
+                    list.push(pkg);
+                    Some(())
+                })?;
+                packages = Some(Json::Arr(at));
             }
-            Next::AfterValue => {
-                i = skip_ws(b, i);
-                let Some(top) = open.last_mut() else {
-                    // The root is closed: only whitespace may follow.
-                    return i == b.len();
-                };
-                match b.get(i) {
-                    Some(b',') => {
-                        i = skip_ws(b, i + 1);
-                        if top.object {
-                            next = Next::Key;
-                        } else {
-                            top.len += 1;
-                            next = Next::Value;
-                        }
-                    }
-                    Some(b'}') if top.object => close(nodes, open, &mut i),
-                    Some(b']') if !top.object => close(nodes, open, &mut i),
-                    _ => return false,
+            "packages" => packages = Some(r.value()?),
+            _ => {
+                r.value()?;
+            }
+        }
+        Some(())
+    })?;
+    r.ws();
+    if r.i != raw.len() {
+        return None;
+    }
+    Some(check(schema, packages, m))
+}
+
+/// The message-level checks, in the order `Doc::manifest` makes them.
+fn check<'a>(schema: Field<'a>, packages: Field<'a>, m: RawManifest<'a>) -> Result<RawManifest<'a>, MessageError> {
+    check_schema(schema)?;
+    if !matches!(packages, Some(Json::Arr(_))) {
+        return Err(packages_error(packages));
+    }
+    check_count(m.packages.len())?;
+    Ok(m)
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    text: &'a str,
+    i: usize,
+    /// Tape nodes so far: the index simd-json's tape would give the next node.
+    nodes: usize,
+    depth: u32,
+}
+
+impl<'a> Reader<'a> {
+    #[inline(always)]
+    fn peek(&self) -> u8 {
+        self.b.get(self.i).copied().unwrap_or(0)
+    }
+
+    #[inline(always)]
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.b.get(self.i) {
+            self.i += 1;
+        }
+    }
+
+    /// A string at `i` (which must be a quote), as a slice of the message.
+    #[inline(always)]
+    fn string(&mut self) -> Option<&'a str> {
+        if self.peek() != b'"' {
+            return None;
+        }
+        let start = self.i + 1;
+        let end = string_end(self.b, start)?;
+        self.i = end + 1;
+        self.nodes += 1;
+        self.text.get(start..end)
+    }
+
+    /// Any value; objects and arrays are checked and skipped, as `Json::Obj`/`Json::Arr` of
+    /// their node index.
+    fn value(&mut self) -> Option<Json<'a>> {
+        let at = self.nodes;
+        match self.peek() {
+            b'"' => self.string().map(Json::Str),
+            b'0'..=b'9' => {
+                let start = self.i;
+                let end = number_end(self.b, start)?;
+                self.i = end;
+                self.nodes += 1;
+                self.text.get(start..end).map(Json::Num)
+            }
+            b't' => self.word(b"true", Json::Bool(true)),
+            b'f' => self.word(b"false", Json::Bool(false)),
+            b'n' => self.word(b"null", Json::Null),
+            b'{' => {
+                self.object(|r, _| r.value().map(|_| ()))?;
+                Some(Json::Obj(at))
+            }
+            b'[' => {
+                self.array(|r| r.value().map(|_| ()))?;
+                Some(Json::Arr(at))
+            }
+            _ => None,
+        }
+    }
+
+    #[inline]
+    fn word(&mut self, word: &[u8], json: Json<'a>) -> Option<Json<'a>> {
+        if !self.b[self.i..].starts_with(word) {
+            return None;
+        }
+        self.i += word.len();
+        self.nodes += 1;
+        Some(json)
+    }
+
+    /// An object at `i`: calls `member(self, key)` with `i` at each member's value, which
+    /// `member` must read.
+    #[inline]
+    fn object(&mut self, mut member: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        self.open(b'{')?;
+        if self.peek() == b'}' {
+            return self.close();
+        }
+        loop {
+            let key = self.string()?;
+            self.ws();
+            if self.peek() != b':' {
+                return None;
+            }
+            self.i += 1;
+            self.ws();
+            member(self, key)?;
+            self.ws();
+            match self.peek() {
+                b',' => {
+                    self.i += 1;
+                    self.ws();
                 }
+                b'}' => return self.close(),
+                _ => return None,
             }
         }
     }
-}
 
-/// Closes the innermost container at `*i`, filling in its node.
-#[inline]
-fn close(nodes: &mut [Node<'_>], open: &mut Vec<Open>, i: &mut usize) {
-    if let Some(top) = open.pop() {
-        let at = top.node as usize;
-        let count = nodes.len() - at - 1;
-        let len = top.len as usize;
-        nodes[at] = if top.object {
-            Node::Object { len, count }
+    /// An array at `i`: calls `element(self)` with `i` at each element, which it must read.
+    #[inline]
+    fn array(&mut self, mut element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.open(b'[')?;
+        if self.peek() == b']' {
+            return self.close();
+        }
+        loop {
+            element(self)?;
+            self.ws();
+            match self.peek() {
+                b',' => {
+                    self.i += 1;
+                    self.ws();
+                }
+                b']' => return self.close(),
+                _ => return None,
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn open(&mut self, bracket: u8) -> Option<()> {
+        if self.peek() != bracket || self.depth >= MAX_DEPTH {
+            return None;
+        }
+        self.depth += 1;
+        self.nodes += 1;
+        self.i += 1;
+        self.ws();
+        Some(())
+    }
+
+    #[inline(always)]
+    fn close(&mut self) -> Option<()> {
+        self.depth -= 1;
+        self.i += 1;
+        Some(())
+    }
+
+    /// A nested object field: read with `fill` when it is an object, else its JSON type.
+    #[inline]
+    fn part<T: Default>(&mut self, fill: impl FnOnce(&mut Self, &mut T) -> Option<()>) -> Option<Part<T>> {
+        if self.peek() == b'{' {
+            let mut t = T::default();
+            fill(self, &mut t)?;
+            Some(Part::Ok(t))
         } else {
-            Node::Array { len, count }
-        };
+            Some(Part::Wrong(self.value()?.kind()))
+        }
     }
-    *i += 1;
-}
 
-#[inline(always)]
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
-    while let Some(b' ' | b'\n' | b'\r' | b'\t') = b.get(i) {
-        i += 1;
+    fn carrier(&mut self, c: &mut RawCarrier<'a>) -> Option<()> {
+        self.object(|r, key| {
+            match key {
+                "code" => c.code = Some(r.value()?),
+                "code_type" => c.code_type = Some(r.value()?),
+                _ => {
+                    r.value()?;
+                }
+            }
+            Some(())
+        })
     }
-    i
+
+    fn trip(&mut self, t: &mut RawTrip<'a>) -> Option<()> {
+        self.object(|r, key| {
+            let v = Some(r.value()?);
+            match key {
+                "number" => t.number = v,
+                "departure_country" => t.departure_country = v,
+                "departure_time" => t.departure_time = v,
+                "port_of_arrival" => t.port_of_arrival = v,
+                "arrival_time" => t.arrival_time = v,
+                _ => {}
+            }
+            Some(())
+        })
+    }
+
+    fn package(&mut self, p: &mut RawPackage<'a>, items: &mut Vec<RawItem<'a>>) -> Option<()> {
+        self.object(|r, key| {
+            match key {
+                "tracking_number" => p.tracking_number = Some(r.value()?),
+                "category" => p.category = Some(r.value()?),
+                "shipper" => p.shipper = r.part(Reader::shipper)?,
+                "consignee" => p.consignee = r.part(Reader::consignee)?,
+                "weight_kg" => p.weight_kg = Some(r.value()?),
+                "items" if r.peek() == b'[' => {
+                    let start = items.len() as u32;
+                    r.array(|r| {
+                        let mut item = RawItem::default();
+                        if r.peek() == b'{' {
+                            r.item(&mut item)?;
+                        } else {
+                            item.not_object = Some(r.value()?.kind());
+                        }
+                        items.push(item);
+                        Some(())
+                    })?;
+                    p.items = RawItems::Range(start, items.len() as u32);
+                }
+                "items" => p.items = RawItems::Wrong(r.value()?.kind()),
+                _ => {
+                    r.value()?;
+                }
+            }
+            Some(())
+        })
+    }
+
+    fn shipper(&mut self, s: &mut RawShipper<'a>) -> Option<()> {
+        self.object(|r, key| {
+            let v = Some(r.value()?);
+            match key {
+                "name" => s.name = v,
+                "country" => s.country = v,
+                _ => {}
+            }
+            Some(())
+        })
+    }
+
+    fn consignee(&mut self, c: &mut RawConsignee<'a>) -> Option<()> {
+        self.object(|r, key| {
+            match key {
+                "name" => c.name = Some(r.value()?),
+                "address" => c.address = r.part(Reader::address)?,
+                _ => {
+                    r.value()?;
+                }
+            }
+            Some(())
+        })
+    }
+
+    fn address(&mut self, a: &mut RawAddress<'a>) -> Option<()> {
+        self.object(|r, key| {
+            let v = Some(r.value()?);
+            match key {
+                "line1" => a.line1 = v,
+                "city" => a.city = v,
+                "state" => a.state = v,
+                "postal_code" => a.postal_code = v,
+                "country" => a.country = v,
+                _ => {}
+            }
+            Some(())
+        })
+    }
+
+    fn item(&mut self, it: &mut RawItem<'a>) -> Option<()> {
+        self.object(|r, key| {
+            let v = Some(r.value()?);
+            match key {
+                "description" => it.description = v,
+                "hts" => it.hts = v,
+                "origin_country" => it.origin_country = v,
+                "quantity" => it.quantity = v,
+                "value" => it.value = v,
+                "currency" => it.currency = v,
+                _ => {}
+            }
+            Some(())
+        })
+    }
 }
 
 /// The offset of the closing quote of a string whose text starts at `i`; `None` at a
@@ -214,8 +397,9 @@ fn string_end(b: &[u8], mut i: usize) -> Option<usize> {
     None
 }
 
-/// The end of a plain number starting at `i` (`0`, `12`, `19.99`); `None` for anything else
-/// (leading zeros, a bare point, an exponent, too many digits).
+/// The end of a plain number starting at `start` (`0`, `12`, `19.99`); `None` for anything
+/// else (leading zeros, a bare point, an exponent, too many digits). The byte after it is
+/// checked by the caller's grammar (`,`, `}`, `]` or whitespace).
 #[inline]
 fn number_end(b: &[u8], start: usize) -> Option<usize> {
     let digits = |mut i: usize| {
