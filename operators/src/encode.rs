@@ -110,6 +110,13 @@ fn write_issues(out: &mut Vec<u8>, issues: &[Issue]) {
 
 /// The assessment of one package.
 pub fn assessment(out: &mut Vec<u8>, ops: &Operators, m: &ManifestOutcome<'_>, p: &PackageOutcome<'_>) {
+    manifest_part(out, m);
+    package_part(out, ops, p);
+}
+
+/// The start of every assessment of a manifest: the same bytes for each of its packages,
+/// up to (not including) `,"tracking_number"`.
+pub fn manifest_part(out: &mut Vec<u8>, m: &ManifestOutcome<'_>) {
     let h = &m.header;
     out.extend_from_slice(b"{\"schema\":\"assessment/v1\",\"manifest_id\":");
     write_opt_str(out, h.manifest_id);
@@ -139,6 +146,10 @@ pub fn assessment(out: &mut Vec<u8>, ops: &Operators, m: &ManifestOutcome<'_>, p
         }
         None => out.extend_from_slice(b"null"),
     }
+}
+
+/// The rest of the assessment of one package, after [`manifest_part`].
+pub fn package_part(out: &mut Vec<u8>, ops: &Operators, p: &PackageOutcome<'_>) {
     out.extend_from_slice(b",\"tracking_number\":");
     write_opt_str(out, p.package.tracking_number);
     out.extend_from_slice(if p.accepted() {

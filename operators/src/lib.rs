@@ -145,9 +145,19 @@ impl Operators {
                 out.push(b'\n');
             }
             Outcome::Manifest(m) => {
-                for p in &m.packages {
-                    encode::assessment(out, self, m, p);
+                // The manifest's part is written once, then copied for each package.
+                let start = out.len();
+                encode::manifest_part(out, m);
+                let end = out.len();
+                for (i, p) in m.packages.iter().enumerate() {
+                    if i > 0 {
+                        out.extend_from_within(start..end);
+                    }
+                    encode::package_part(out, self, p);
                     out.push(b'\n');
+                }
+                if m.packages.is_empty() {
+                    out.truncate(start);
                 }
             }
         }

@@ -103,21 +103,24 @@ impl Package<'_> {
 pub fn account_key(parts: &[&str]) -> u64 {
     let mut h: u64 = FNV_OFFSET;
     for part in parts {
-        if part.is_ascii() {
-            // Same bytes as the Unicode path below gives for ASCII text, without decoding chars.
-            for b in part.bytes().filter(u8::is_ascii_alphanumeric) {
+        let mut rest = *part;
+        while !rest.is_empty() {
+            // ASCII runs byte by byte (the same bytes Unicode lowercasing gives for them), and
+            // each other char through the Unicode tables.
+            let ascii = rest.bytes().position(|b| !b.is_ascii()).unwrap_or(rest.len());
+            for b in rest[..ascii].bytes().filter(u8::is_ascii_alphanumeric) {
                 h = fnv(h, b.to_ascii_lowercase());
             }
-        } else {
-            for c in part
-                .chars()
-                .flat_map(char::to_lowercase)
-                .filter(|c| c.is_alphanumeric())
-            {
-                let mut buf = [0u8; 4];
-                for &b in c.encode_utf8(&mut buf).as_bytes() {
-                    h = fnv(h, b);
+            rest = &rest[ascii..];
+            let mut chars = rest.chars();
+            if let Some(c) = chars.next() {
+                for lower in c.to_lowercase().filter(|c| c.is_alphanumeric()) {
+                    let mut buf = [0u8; 4];
+                    for &b in lower.encode_utf8(&mut buf).as_bytes() {
+                        h = fnv(h, b);
+                    }
                 }
+                rest = chars.as_str();
             }
         }
         h = fnv(h, 0x1f);

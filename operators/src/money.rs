@@ -111,15 +111,25 @@ pub fn parse_decimal(text: &str, max_scale: u32, allow_exponent: bool) -> Result
     // All digits, as one digit string, with the decimal point `point` places from the right.
     let int_digits = trim_leading_zeros(int_digits);
     let mut scale: i64 = frac_digits.len() as i64 - exponent;
-    let mut digits: Vec<u8> = Vec::with_capacity(int_digits.len() + frac_digits.len());
-    digits.extend_from_slice(int_digits);
-    digits.extend_from_slice(frac_digits);
+    // On the stack unless the text is unusually long.
+    let total = int_digits.len() + frac_digits.len();
+    let mut stack = [0u8; 40];
+    let mut heap = Vec::new();
+    let digits: &mut [u8] = if total <= stack.len() {
+        &mut stack[..total]
+    } else {
+        heap.resize(total, 0);
+        &mut heap
+    };
+    digits[..int_digits.len()].copy_from_slice(int_digits);
+    digits[int_digits.len()..].copy_from_slice(frac_digits);
+    let mut len = total;
     // Drop trailing zeros of the fractional part: they do not change the value.
-    while scale > 0 && digits.last() == Some(&b'0') {
-        digits.pop();
+    while scale > 0 && len > 0 && digits[len - 1] == b'0' {
+        len -= 1;
         scale -= 1;
     }
-    let significant = trim_leading_zeros(&digits);
+    let significant = trim_leading_zeros(&digits[..len]);
     let all_zero = significant.iter().all(|&d| d == b'0');
     if negative && !all_zero {
         return Err(AmountError::Negative);

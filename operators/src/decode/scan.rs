@@ -41,6 +41,10 @@ pub(super) fn read(raw: &[u8]) -> Option<Result<RawManifest<'_>, MessageError>> 
         return None;
     }
     let mut m = RawManifest::default();
+    // Room for the usual sizes (~500 bytes of JSON per package, ~1.5 items per package), so
+    // the vectors of large structs do not grow and move repeatedly.
+    m.packages.reserve(raw.len() / 256 + 1);
+    m.items.reserve(raw.len() / 128 + 1);
     let mut schema: Field<'_> = None;
     let mut packages: Field<'_> = None;
     r.object(|r, key| {
