@@ -103,30 +103,45 @@ impl Package<'_> {
 pub fn account_key(parts: &[&str]) -> u64 {
     let mut h: u64 = FNV_OFFSET;
     for part in parts {
-        let mut rest = *part;
-        while !rest.is_empty() {
-            // ASCII runs byte by byte (the same bytes Unicode lowercasing gives for them), and
-            // each other char through the Unicode tables.
-            let ascii = rest.bytes().position(|b| !b.is_ascii()).unwrap_or(rest.len());
-            for b in rest[..ascii].bytes().filter(u8::is_ascii_alphanumeric) {
-                h = fnv(h, b.to_ascii_lowercase());
-            }
-            rest = &rest[ascii..];
-            let mut chars = rest.chars();
-            if let Some(c) = chars.next() {
+        let bytes = part.as_bytes();
+        let mut i = 0;
+        while let Some(&b) = bytes.get(i) {
+            if b.is_ascii() {
+                // The same byte Unicode lowercasing gives for an ASCII char (0: not kept).
+                let lower = ASCII_KEY[b as usize];
+                if lower != 0 {
+                    h = fnv(h, lower);
+                }
+                i += 1;
+            } else {
+                let c = part[i..].chars().next().unwrap_or_default();
                 for lower in c.to_lowercase().filter(|c| c.is_alphanumeric()) {
                     let mut buf = [0u8; 4];
                     for &b in lower.encode_utf8(&mut buf).as_bytes() {
                         h = fnv(h, b);
                     }
                 }
-                rest = chars.as_str();
+                i += c.len_utf8();
             }
         }
         h = fnv(h, 0x1f);
     }
     h
 }
+
+/// For each ASCII byte: itself lowercased if alphanumeric, else 0.
+const ASCII_KEY: [u8; 128] = {
+    let mut t = [0u8; 128];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() {
+            t[b] = c.to_ascii_lowercase();
+        }
+        b += 1;
+    }
+    t
+};
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
