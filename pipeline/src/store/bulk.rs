@@ -10,6 +10,7 @@
 use super::backend::{Backend, RowFn, Value};
 use anyhow::Result;
 use std::fmt::Write;
+use std::sync::OnceLock;
 
 /// The most parameters of one statement, on both engines.
 pub(crate) const MAX_PARAMETERS: usize = 32_766;
@@ -22,27 +23,42 @@ const MIN_KEYS: usize = 8;
 /// A multi-row INSERT into one table.
 pub(crate) struct Insert {
     /// `table (column, …)`
-    pub(crate) into: &'static str,
-    pub(crate) columns: usize,
+    into: &'static str,
+    columns: usize,
     /// What follows the rows: an `ON CONFLICT …` clause, or nothing.
-    pub(crate) on_conflict: &'static str,
+    on_conflict: &'static str,
+    /// The statement's text for 2^k rows, made once.
+    texts: [OnceLock<String>; 16],
 }
 
 impl Insert {
+    pub(crate) const fn new(into: &'static str, columns: usize, on_conflict: &'static str) -> Self {
+        Insert {
+            into,
+            columns,
+            on_conflict,
+            texts: [const { OnceLock::new() }; 16],
+        }
+    }
+
     /// The most rows of one statement: the largest power of two under the parameter cap.
     fn max_rows(&self) -> usize {
         1 << (MAX_PARAMETERS / self.columns).ilog2()
     }
 
-    /// `INSERT INTO table (…) VALUES ($1, …), (…) [ON CONFLICT …]` for `rows` rows.
-    fn sql(&self, rows: usize) -> String {
-        let mut sql = format!("INSERT INTO {} VALUES ", self.into);
-        placeholders(&mut sql, 0, rows, self.columns);
-        if !self.on_conflict.is_empty() {
-            sql.push(' ');
-            sql.push_str(self.on_conflict);
-        }
-        sql
+    /// `INSERT INTO table (…) VALUES ($1, …), (…) [ON CONFLICT …]` for `rows` rows, a power of
+    /// two.
+    fn sql(&self, rows: usize) -> &str {
+        debug_assert!(rows.is_power_of_two());
+        self.texts[rows.trailing_zeros() as usize].get_or_init(|| {
+            let mut sql = format!("INSERT INTO {} VALUES ", self.into);
+            placeholders(&mut sql, 0, rows, self.columns);
+            if !self.on_conflict.is_empty() {
+                sql.push(' ');
+                sql.push_str(self.on_conflict);
+            }
+            sql
+        })
     }
 }
 
@@ -84,7 +100,7 @@ impl<'a> Pending<'a> {
         let mut rest = &self.values[..];
         for rows in chunk_sizes(rest.len() / columns, self.insert.max_rows()) {
             let (chunk, after) = rest.split_at(rows * columns);
-            conn.execute(&self.insert.sql(rows), chunk)?;
+            conn.execute(self.insert.sql(rows), chunk)?;
             rest = after;
         }
         self.values.clear();
@@ -154,28 +170,22 @@ mod tests {
     #[test]
     fn every_table_stays_under_the_parameter_cap() {
         for columns in 1..=20 {
-            let insert = Insert {
-                into: "t",
-                columns,
-                on_conflict: "",
-            };
+            let insert = Insert::new("t", columns, "");
             let rows = insert.max_rows();
             assert!(rows.is_power_of_two() && rows * columns <= MAX_PARAMETERS);
             assert!(rows * 2 * columns > MAX_PARAMETERS, "{columns} columns: {rows} rows");
         }
         assert!(MAX_KEYS + 16 <= MAX_PARAMETERS);
+        assert!(Insert::new("t", 1, "").max_rows().trailing_zeros() < 16, "a text per size");
     }
 
     #[test]
     fn rows_are_numbered_in_order() {
-        let insert = Insert {
-            into: "t (a, b)",
-            columns: 2,
-            on_conflict: "ON CONFLICT (a) DO NOTHING",
-        };
+        let insert = Insert::new("t (a, b)", 2, "ON CONFLICT (a) DO NOTHING");
         assert_eq!(
-            insert.sql(3),
-            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6) ON CONFLICT (a) DO NOTHING"
+            insert.sql(4),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6), ($7, $8) ON CONFLICT (a) DO NOTHING"
         );
+        assert_eq!(insert.sql(1), "INSERT INTO t (a, b) VALUES ($1, $2) ON CONFLICT (a) DO NOTHING");
     }
 }

@@ -199,45 +199,45 @@ fn method_name(m: &str) -> &'static str {
 }
 
 /// New rows of the totals: one statement per chunk, each row a distinct key.
-static TOTALS: Insert = Insert {
-    into: "totals (carrier, month, regime, method, packages, item_lines, value_cents, duty_cents, fees_cents)",
-    columns: 9,
-    on_conflict: "ON CONFLICT (carrier, month, regime, method) DO UPDATE SET
+static TOTALS: Insert = Insert::new(
+    "totals (carrier, month, regime, method, packages, item_lines, value_cents, duty_cents, fees_cents)",
+    9,
+    "ON CONFLICT (carrier, month, regime, method) DO UPDATE SET
         packages = totals.packages + excluded.packages,
         item_lines = totals.item_lines + excluded.item_lines,
         value_cents = totals.value_cents + excluded.value_cents,
         duty_cents = totals.duty_cents + excluded.duty_cents,
         fees_cents = totals.fees_cents + excluded.fees_cents",
-};
+);
 
 /// Manifests the store does not hold yet (a stored one is updated on its own, see
 /// [`write_manifests`]).
-static NEW_MANIFESTS: Insert = Insert {
-    into: "manifests (carrier, manifest_id, month, packages, versions, source_topic, source_partition, source_offset)",
-    columns: 8,
-    on_conflict: "",
-};
+static NEW_MANIFESTS: Insert = Insert::new(
+    "manifests (carrier, manifest_id, month, packages, versions, source_topic, source_partition, source_offset)",
+    8,
+    "",
+);
 
-static PACKAGES: Insert = Insert {
-    into: "packages (carrier, manifest_id, tracking_number, trip_number, port_of_arrival, arrival_date, month, regime, method,
+static PACKAGES: Insert = Insert::new(
+    "packages (carrier, manifest_id, tracking_number, trip_number, port_of_arrival, arrival_date, month, regime, method,
                      item_lines, value_cents, duty_cents, fees_cents, rates_version)",
-    columns: 14,
-    on_conflict: "",
-};
+    14,
+    "",
+);
 
-static ITEM_LINES: Insert = Insert {
-    into: "item_lines (carrier, manifest_id, tracking_number, item, origin_country, hts, value_cents, rate, duty_cents)",
-    columns: 9,
-    on_conflict: "",
-};
+static ITEM_LINES: Insert = Insert::new(
+    "item_lines (carrier, manifest_id, tracking_number, item, origin_country, hts, value_cents, rate, duty_cents)",
+    9,
+    "",
+);
 
 /// A replayed package may be rejected again under the index it had.
-static REJECTED_PACKAGES: Insert = Insert {
-    into: "rejected_packages (carrier, manifest_id, package_index, tracking_number, month, code)",
-    columns: 6,
-    on_conflict: "ON CONFLICT (carrier, manifest_id, package_index) DO UPDATE SET
+static REJECTED_PACKAGES: Insert = Insert::new(
+    "rejected_packages (carrier, manifest_id, package_index, tracking_number, month, code)",
+    6,
+    "ON CONFLICT (carrier, manifest_id, package_index) DO UPDATE SET
         tracking_number = excluded.tracking_number, code = excluded.code",
-};
+);
 
 /// The rows a batch adds, waiting for their multi-row INSERTs. Within one flush every row has
 /// its own key: a manifest's packages have distinct indexes and tracking numbers, and a
@@ -356,8 +356,9 @@ fn plan_batch(tx: &mut Tx<'_>, manifests: &[ManifestRecord], arrivals: &[String]
 struct Held {
     /// (carrier, manifest id) of the batch's manifests the store holds.
     manifests: Vec<(String, String)>,
-    /// Accepted packages with a tracking number of the batch, within the 12-month windows of
-    /// their carrier's manifests, by arrival date.
+    /// Accepted packages with a tracking number of the batch, by arrival date. Whatever their
+    /// date: the plan applies each manifest's window. (With the window in the query, a generic
+    /// plan of PostgreSQL's scans the carrier's packages by date and filters the numbers.)
     packages: Vec<HeldPackage>,
 }
 
@@ -369,34 +370,20 @@ struct HeldPackage {
 }
 
 /// The batch's keys of one carrier.
+#[derive(Default)]
 struct CarrierKeys<'a> {
     manifest_ids: BTreeSet<&'a str>,
     tracking_numbers: BTreeSet<&'a str>,
-    /// The union of its manifests' duplicate windows.
-    lo: String,
-    hi: String,
 }
 
 fn read_held(tx: &mut Tx<'_>, manifests: &[ManifestRecord]) -> Result<Held> {
     let mut carriers: BTreeMap<&str, CarrierKeys<'_>> = BTreeMap::new();
     for m in manifests {
-        let (lo, hi) = duplicate_window(m.arrival_date);
-        let keys = carriers.entry(&m.carrier).or_insert_with(|| CarrierKeys {
-            manifest_ids: BTreeSet::new(),
-            tracking_numbers: BTreeSet::new(),
-            lo: lo.clone(),
-            hi: hi.clone(),
-        });
+        let keys = carriers.entry(&m.carrier).or_default();
         keys.manifest_ids.insert(&m.manifest_id);
         let accepted = m.packages.iter().filter(|p| p.accepted.is_some());
         keys.tracking_numbers
             .extend(accepted.filter_map(|p| p.tracking_number.as_deref()));
-        if lo < keys.lo {
-            keys.lo = lo;
-        }
-        if hi > keys.hi {
-            keys.hi = hi;
-        }
     }
     let mut held = Held::default();
     for (carrier, keys) in &carriers {
@@ -411,16 +398,13 @@ fn read_held(tx: &mut Tx<'_>, manifests: &[ManifestRecord]) -> Result<Held> {
                 Ok(())
             },
         )?;
-        if keys.tracking_numbers.is_empty() {
-            continue;
-        }
         let tracking: Vec<&str> = keys.tracking_numbers.iter().copied().collect();
         query_in(
             &mut **tx,
             "SELECT tracking_number, manifest_id, arrival_date FROM packages
-             WHERE carrier = $1 AND arrival_date > $2 AND arrival_date < $3 AND tracking_number IN ($keys)
+             WHERE carrier = $1 AND tracking_number IN ($keys)
              ORDER BY arrival_date, manifest_id",
-            args![*carrier, &keys.lo, &keys.hi],
+            args![*carrier],
             &tracking,
             &mut |r| {
                 held.packages.push(HeldPackage {

@@ -22,6 +22,9 @@ impl Sqlite {
         conn.busy_timeout(Duration::from_secs(30))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // A multi-row INSERT keeps a statement journal (to undo only itself should it fail
+        // half-way): in memory, not in a temporary file.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(Sqlite { conn })
     }
@@ -52,13 +55,13 @@ impl Row for rusqlite::Row<'_> {
 /// `?N` as parameter number N, which is what `$N` means to PostgreSQL. The store's SQL holds
 /// no `$` but in parameters.
 fn numbered(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len());
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        let parameter = c == '$' && chars.peek().is_some_and(char::is_ascii_digit);
-        out.push(if parameter { '?' } else { c });
+    let mut bytes = sql.as_bytes().to_vec();
+    for i in 1..bytes.len() {
+        if bytes[i - 1] == b'$' && bytes[i].is_ascii_digit() {
+            bytes[i - 1] = b'?';
+        }
     }
-    out
+    String::from_utf8(bytes).expect("ASCII for ASCII keeps UTF-8")
 }
 
 /// Prepares (or finds prepared) `sql` with its parameters bound, by number.
