@@ -686,6 +686,11 @@ mod tests {
         for text in [
             " {\"schema\" : \"manifest/v1\" ,\n\"packages\":[ {\"a\":[ ]} , 1 ] }\t",
             r#"{"schema":"manifest/v1","packages":[{"items":[{"value":1e2},{"value":-1},{"value":01},{"value":1.}]}]}"#,
+            r#"{"schema":"manifest/v1","packages":[{"items":[{"value":-0},{"value":-0.5},{"value":-12.50,"quantity":-3}]}]}"#,
+            r#"{"schema":"manifest/v1","packages":[{"items":[{"value":-01}]}]}"#,
+            r#"{"schema":"manifest/v1","packages":[{"items":[{"value":-}]}]}"#,
+            r#"{"schema":"manifest/v1","packages":[{"items":[{"value":-.5}]}]}"#,
+            r#"{"schema":"manifest/v1","packages":[{"items":[{"value":--5}]}]}"#,
             r#"{"schema":"manifest/v1","packages":[{"tracking_number":"a\"b","items":[{"value":"\u00e9"}]}]}"#,
             r#"{"schema":"manifest/v1","packages":[{"x":tru}]}"#,
             r#"{"schema":"manifest/v1","packages":[{"x":nulll}]}"#,

@@ -2,7 +2,7 @@
 //! [`RawManifest`], without a tape.
 //!
 //! It accepts only a subset of JSON: an object at the root, strings without escapes, plain
-//! non-negative numbers without exponent, and at most [`MAX_DEPTH`] levels of nesting. On
+//! numbers without exponent, and at most [`MAX_DEPTH`] levels of nesting. On
 //! anything else, valid or not, it gives up (`None`) and the decoder runs simd-json, which
 //! then decides and words every error. So this reader never has to be lenient or explain
 //! anything: it must only never accept what simd-json would refuse (it checks the full
@@ -140,9 +140,13 @@ impl<'a> Reader<'a> {
         let at = self.nodes;
         match self.peek() {
             b'"' => self.string().map(Json::Str),
-            b'0'..=b'9' => {
+            b'0'..=b'9' | b'-' => {
                 let start = self.i;
-                let end = number_end(self.b, start)?;
+                let digits = if self.b[start] == b'-' { start + 1 } else { start };
+                if !matches!(self.b.get(digits), Some(b'0'..=b'9')) {
+                    return None;
+                }
+                let end = number_end(self.b, digits)?;
                 self.i = end;
                 self.nodes += 1;
                 self.text.get(start..end).map(Json::Num)
@@ -401,7 +405,8 @@ fn string_end(b: &[u8], mut i: usize) -> Option<usize> {
     None
 }
 
-/// The end of a plain number starting at `start` (`0`, `12`, `19.99`); `None` for anything
+/// The end of a plain number whose digits start at `start` (`0`, `12`, `19.99`, after any
+/// minus sign); `None` for anything
 /// else (leading zeros, a bare point, an exponent, too many digits). The byte after it is
 /// checked by the caller's grammar (`,`, `}`, `]` or whitespace).
 #[inline]
