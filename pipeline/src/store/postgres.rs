@@ -26,6 +26,8 @@ pub(crate) struct Postgres {
     /// Prepared statements of this connection, by their SQL text.
     statements: HashMap<String, Statement>,
     in_transaction: bool,
+    /// The session's planning, when known (a rollback undoes a `SET` made in its transaction).
+    planning: Option<Planning>,
     /// The connection failed (not a statement): replace it before the next transaction, even
     /// if the client does not know yet that it is closed.
     broken: bool,
@@ -50,6 +52,7 @@ impl Postgres {
             client,
             statements: HashMap::new(),
             in_transaction: false,
+            planning: None,
             broken: false,
         })
     }
@@ -69,6 +72,7 @@ impl Postgres {
         tracing::warn!(store = %self.target, "the connection to the PostgreSQL store was lost; reconnecting");
         self.client = open_client(&self.config, &self.target)?;
         self.statements.clear();
+        self.planning = None;
         self.broken = false;
         Ok(())
     }
@@ -88,8 +92,14 @@ impl Postgres {
         })
     }
 
-    fn prepared(&mut self, sql: &str) -> Result<Statement> {
+    /// The statement `sql`, prepared, with the session planning as `planning`.
+    fn prepared(&mut self, sql: &str, planning: Planning) -> Result<Statement> {
         self.ensure_connected()?;
+        if self.planning != Some(planning) {
+            let set = self.client.batch_execute(planning.setting());
+            self.checked(set)?;
+            self.planning = Some(planning);
+        }
         if let Some(stmt) = self.statements.get(sql) {
             return Ok(stmt.clone());
         }
@@ -100,17 +110,33 @@ impl Postgres {
     }
 }
 
-/// Connects, and plans every statement for its parameters' values. The store's statements stay
-/// prepared, and PostgreSQL would otherwise switch a statement to a generic plan after five
-/// runs and keep it: one made while a table is small or not yet analyzed outlives its growth
-/// (seen: the duplicate check's `IN (…)` query scanning a carrier's packages, 100–500 ms per
-/// run, until autovacuum's ANALYZE). Planning with the values costs a millisecond or so.
 fn open_client(config: &Config, target: &str) -> Result<Client> {
-    let connected = config.connect(NoTls).and_then(|mut client| {
-        client.batch_execute("SET plan_cache_mode = force_custom_plan")?;
-        Ok(client)
-    });
-    connected.map_err(|e| describe(e).context(format!("cannot connect to the PostgreSQL store {target}")))
+    config
+        .connect(NoTls)
+        .map_err(|e| describe(e).context(format!("cannot connect to the PostgreSQL store {target}")))
+}
+
+/// How the server plans the store's prepared statements.
+///
+/// Queries are planned for their parameters' values on every run. Left to itself, PostgreSQL
+/// switches a statement to a generic plan after five runs and keeps it: one made while a table
+/// is small or not yet analyzed outlives the table's growth (seen: the duplicate check's
+/// `IN (…)` query scanning all of a carrier's packages, 100–500 ms per run, until autovacuum's
+/// ANALYZE). Writes keep the server's choice: planning a multi-row INSERT for its values
+/// costs tens of milliseconds, and its generic plan is the same plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Planning {
+    ForValues,
+    ServerChoice,
+}
+
+impl Planning {
+    fn setting(self) -> &'static str {
+        match self {
+            Planning::ForValues => "SET plan_cache_mode = force_custom_plan",
+            Planning::ServerChoice => "SET plan_cache_mode = auto",
+        }
+    }
 }
 
 /// A PostgreSQL error as one line of text: the server's message and SQLSTATE, or the client's
@@ -196,13 +222,13 @@ fn sql_params<'a>(params: &'a [Value<'_>]) -> Vec<&'a (dyn ToSql + Sync)> {
 
 impl Backend for Postgres {
     fn execute(&mut self, sql: &str, params: &[Value<'_>]) -> Result<u64> {
-        let stmt = self.prepared(sql)?;
+        let stmt = self.prepared(sql, Planning::ServerChoice)?;
         let changed = self.client.execute(&stmt, &sql_params(params));
         self.checked(changed)
     }
 
     fn query(&mut self, sql: &str, params: &[Value<'_>], row: &mut RowFn<'_>) -> Result<()> {
-        let stmt = self.prepared(sql)?;
+        let stmt = self.prepared(sql, Planning::ForValues)?;
         let rows = self.client.query(&stmt, &sql_params(params));
         for r in self.checked(rows)? {
             row(&r)?;
@@ -230,6 +256,7 @@ impl Backend for Postgres {
 
     fn rollback(&mut self) -> Result<()> {
         self.in_transaction = false;
+        self.planning = None;
         if self.broken || self.client.is_closed() {
             return Ok(());
         }
