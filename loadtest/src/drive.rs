@@ -217,7 +217,7 @@ fn produce(cfg: &RunConfig, shared: &Arc<Shared>, start: Instant) -> Result<()> 
         if cfg.max_backlog > 0 {
             while sent * per > shared.done.load(Ordering::Relaxed) + cfg.max_backlog
                 && !shared.stop.load(Ordering::Relaxed)
-                && !cfg.duration.is_some_and(|d| start.elapsed() >= d)
+                && cfg.duration.is_none_or(|d| start.elapsed() < d)
             {
                 std::thread::sleep(Duration::from_millis(1));
             }
@@ -391,6 +391,8 @@ pub fn run(cfg: RunConfig) -> Result<bool> {
     let mut last_progress = Instant::now();
     let mut max_backlog_seen = 0u64;
     let mut tick = 0u64;
+    // Memory and CPU every fifth tick (every second).
+    let mut next_proc_sample = 5u64;
     let self_pid = std::process::id();
     let timed_out = loop {
         std::thread::sleep(Duration::from_millis(200));
@@ -404,7 +406,8 @@ pub fn run(cfg: RunConfig) -> Result<bool> {
         if !producing && produce_end.is_none() {
             produce_end = Some(t);
         }
-        if tick % 5 == 0 {
+        if tick >= next_proc_sample {
+            next_proc_sample = tick + 5;
             let p = ProcSample {
                 t,
                 rss_kib: cfg.service_pid.and_then(rss_kib),
