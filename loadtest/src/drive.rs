@@ -546,11 +546,11 @@ pub fn run(cfg: RunConfig) -> Result<bool> {
         "series": samples.iter().step_by(5).map(|s| [round1(s.t), s.produced as f64, s.done as f64]).collect::<Vec<_>>(),
     });
 
-    print_summary(&report);
     if let Some(path) = &cfg.report {
         std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
             .with_context(|| format!("cannot write the report {}", path.display()))?;
     }
+    print_summary(&report);
     Ok(!timed_out && total_done >= produced)
 }
 
