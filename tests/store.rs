@@ -552,7 +552,11 @@ fn manifests_of_one_batch_are_decided_in_order(url: &StoreUrl) {
     let line = |t: &str, d: &str| (t.to_string(), d.to_string());
     assert_eq!(
         lines,
-        [line("T2", "2026-03-02"), line("T3", "2026-03-03"), line("T1", "2026-03-04")]
+        [
+            line("T2", "2026-03-02"),
+            line("T3", "2026-03-03"),
+            line("T1", "2026-03-04")
+        ]
     );
 }
 
@@ -568,7 +572,11 @@ fn a_batch_larger_than_a_statement_is_written_in_chunks(url: &StoreUrl) {
     let repeats = |i: usize| i % 100 >= 98;
     let first: Vec<ManifestRecord> = (0..MANIFESTS)
         .map(|i| {
-            let second = if repeats(i) { format!("T{}a", i - 2) } else { format!("T{i}b") };
+            let second = if repeats(i) {
+                format!("T{}a", i - 2)
+            } else {
+                format!("T{i}b")
+            };
             let packages = vec![
                 accepted(&format!("T{i}a"), &[100, 200]),
                 accepted(&second, &[300, 400]),
@@ -589,12 +597,20 @@ fn a_batch_larger_than_a_statement_is_written_in_chunks(url: &StoreUrl) {
     let totals = |store: &Store| {
         let rows = store.totals(None, None).unwrap();
         let sum = |f: fn(&dutyflow_pipeline::store::TotalsRow) -> i64| rows.iter().map(f).sum::<i64>();
-        (sum(|t| t.packages), sum(|t| t.item_lines), sum(|t| t.value_cents), sum(|t| t.rejected_packages))
+        (
+            sum(|t| t.packages),
+            sum(|t| t.item_lines),
+            sum(|t| t.value_cents),
+            sum(|t| t.rejected_packages),
+        )
     };
     let accepted_packages = (2 * MANIFESTS - duplicates) as i64;
     let value = 1000 * MANIFESTS as i64 - 700 * duplicates as i64;
     let rejected_packages = (2 * MANIFESTS + duplicates) as i64;
-    assert_eq!(totals(&store), (accepted_packages, 2 * accepted_packages, value, rejected_packages));
+    assert_eq!(
+        totals(&store),
+        (accepted_packages, 2 * accepted_packages, value, rejected_packages)
+    );
     let lines = |store: &Store| {
         ["LH", "AF"]
             .iter()

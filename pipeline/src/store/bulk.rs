@@ -138,7 +138,7 @@ pub(crate) fn query_in(
         placeholders(&mut list, params.len(), 1, size);
         // The list's own parentheses are the query's.
         let sql = format!("{before}{}{after}", &list[1..list.len() - 1]);
-        let padding = std::iter::repeat(chunk[chunk.len() - 1]).take(size - chunk.len());
+        let padding = std::iter::repeat_n(chunk[chunk.len() - 1], size - chunk.len());
         let values: Vec<Value<'_>> = params
             .iter()
             .copied()
@@ -175,8 +175,11 @@ mod tests {
             assert!(rows.is_power_of_two() && rows * columns <= MAX_PARAMETERS);
             assert!(rows * 2 * columns > MAX_PARAMETERS, "{columns} columns: {rows} rows");
         }
-        assert!(MAX_KEYS + 16 <= MAX_PARAMETERS);
-        assert!(Insert::new("t", 1, "").max_rows().trailing_zeros() < 16, "a text per size");
+        const { assert!(MAX_KEYS + 16 <= MAX_PARAMETERS) };
+        assert!(
+            Insert::new("t", 1, "").max_rows().trailing_zeros() < 16,
+            "a text per size"
+        );
     }
 
     #[test]
@@ -186,6 +189,9 @@ mod tests {
             insert.sql(4),
             "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6), ($7, $8) ON CONFLICT (a) DO NOTHING"
         );
-        assert_eq!(insert.sql(1), "INSERT INTO t (a, b) VALUES ($1, $2) ON CONFLICT (a) DO NOTHING");
+        assert_eq!(
+            insert.sql(1),
+            "INSERT INTO t (a, b) VALUES ($1, $2) ON CONFLICT (a) DO NOTHING"
+        );
     }
 }

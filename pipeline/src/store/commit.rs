@@ -95,7 +95,17 @@ fn commit_in_transaction(
     let deltas = write_manifests(&mut tx, manifests, &arrivals, &plan.stored)?;
     let mut totals = Pending::new(&TOTALS);
     for ((carrier, month, regime, method), d) in deltas.iter().filter(|(_, d)| !d.is_zero()) {
-        totals.push(args![carrier, month, regime, *method, d.packages, d.item_lines, d.value, d.duty, d.fees]);
+        totals.push(args![
+            carrier,
+            month,
+            regime,
+            *method,
+            d.packages,
+            d.item_lines,
+            d.value,
+            d.duty,
+            d.fees
+        ]);
     }
     totals.flush(&mut *tx)?;
     publish(manifests, &decisions.rejections)?;
@@ -519,8 +529,14 @@ fn write_manifests(
                 } else {
                     i64::from(p.index)
                 };
-                rows.rejected
-                    .push(args![&m.carrier, &m.manifest_id, index, &p.tracking_number, &m.month, code]);
+                rows.rejected.push(args![
+                    &m.carrier,
+                    &m.manifest_id,
+                    index,
+                    &p.tracking_number,
+                    &m.month,
+                    code
+                ]);
             }
         }
     }
