@@ -704,7 +704,11 @@ mod tests {
         ] {
             same_both_ways(text.as_bytes());
         }
-        let deep = format!(r#"{{"schema":"manifest/v1","packages":[{{"x":{}1{}}}]}}"#, "[".repeat(100), "]".repeat(100));
+        let deep = format!(
+            r#"{{"schema":"manifest/v1","packages":[{{"x":{}1{}}}]}}"#,
+            "[".repeat(100),
+            "]".repeat(100)
+        );
         same_both_ways(deep.as_bytes());
     }
 

@@ -159,7 +159,11 @@ mod tests {
     fn unicode_key(parts: &[&str]) -> u64 {
         let mut h = FNV_OFFSET;
         for part in parts {
-            for c in part.chars().flat_map(char::to_lowercase).filter(|c| c.is_alphanumeric()) {
+            for c in part
+                .chars()
+                .flat_map(char::to_lowercase)
+                .filter(|c| c.is_alphanumeric())
+            {
                 let mut buf = [0u8; 4];
                 for &b in c.encode_utf8(&mut buf).as_bytes() {
                     h = fnv(h, b);
@@ -177,7 +181,10 @@ mod tests {
             account_key(&["TEXTIL  VERSAND GMBH", "de"])
         );
         assert_ne!(account_key(&["ab", "c"]), account_key(&["a", "bc"]));
-        assert_eq!(account_key(&["Müller & Söhne", "DE"]), unicode_key(&["MÜLLER & SÖHNE", "DE"]));
+        assert_eq!(
+            account_key(&["Müller & Söhne", "DE"]),
+            unicode_key(&["MÜLLER & SÖHNE", "DE"])
+        );
     }
 
     proptest! {

@@ -149,7 +149,6 @@ pub fn parse_decimal(text: &str, max_scale: u32, allow_exponent: bool) -> Result
     for &d in significant {
         mantissa = mantissa * 10 + i128::from(d - b'0');
     }
-    let mut scale = scale;
     while scale < 0 {
         mantissa *= 10;
         scale += 1;

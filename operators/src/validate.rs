@@ -601,28 +601,6 @@ pub fn package<'a>(
     pkg
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    #[test]
-    fn blank_and_trimmed_agree_with_unicode_trim() {
-        for s in ["", " ", "\u{b}", "\u{a0}", " a ", "a", "\u{3000}x\u{3000}", "\u{1f}", "é ", "\u{b}ab\u{c}"] {
-            assert_eq!(is_blank(s), s.trim().is_empty(), "{s:?}");
-            assert_eq!(trimmed_chars(s), s.trim().chars().count(), "{s:?}");
-        }
-    }
-
-    proptest! {
-        #[test]
-        fn fast_paths_match_trim(s in "\\PC{0,12}|[\t\n\u{b}\u{c}\r \u{1c}-\u{1f}a-c\u{a0}\u{85}é]{0,8}") {
-            prop_assert_eq!(is_blank(&s), s.trim().is_empty());
-            prop_assert_eq!(trimmed_chars(&s), s.trim().chars().count());
-        }
-    }
-}
-
 fn is_zip(z: &str) -> bool {
     let b = z.as_bytes();
     (b.len() == 5 && b.iter().all(u8::is_ascii_digit))
@@ -831,6 +809,39 @@ pub fn mark_duplicates(packages: &mut [Package<'_>]) {
             None => {
                 first.insert(t, pkg.index);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn blank_and_trimmed_agree_with_unicode_trim() {
+        for s in [
+            "",
+            " ",
+            "\u{b}",
+            "\u{a0}",
+            " a ",
+            "a",
+            "\u{3000}x\u{3000}",
+            "\u{1f}",
+            "é ",
+            "\u{b}ab\u{c}",
+        ] {
+            assert_eq!(is_blank(s), s.trim().is_empty(), "{s:?}");
+            assert_eq!(trimmed_chars(s), s.trim().chars().count(), "{s:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn fast_paths_match_trim(s in "\\PC{0,12}|[\t\n\u{b}\u{c}\r \u{1c}-\u{1f}a-c\u{a0}\u{85}é]{0,8}") {
+            prop_assert_eq!(is_blank(&s), s.trim().is_empty());
+            prop_assert_eq!(trimmed_chars(&s), s.trim().chars().count());
         }
     }
 }

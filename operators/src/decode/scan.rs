@@ -13,8 +13,8 @@
 //! Strings are not copied: each is a slice of the message.
 
 use super::{
-    check_count, check_schema, packages_error, Field, Json, MessageError, Part, RawAddress, RawCarrier,
-    RawConsignee, RawItem, RawItems, RawManifest, RawPackage, RawShipper, RawTrip,
+    check_count, check_schema, packages_error, Field, Json, MessageError, Part, RawAddress, RawCarrier, RawConsignee,
+    RawItem, RawItems, RawManifest, RawPackage, RawShipper, RawTrip,
 };
 
 /// Deepest nesting the reader follows; deeper messages go to simd-json.
