@@ -8,8 +8,6 @@
 //! value (its structural index), so a number's source text is sliced from the original bytes
 //! and parsed as a decimal, never through a binary float.
 
-mod scan;
-
 use crate::error::{Code, Issue};
 use simd_json::{Buffers, Node, StaticNode, Tape};
 
@@ -166,22 +164,6 @@ impl Decoder {
     /// Decodes one message. `raw` is the message as received (kept intact: number text and
     /// package offsets are read from it); `scratch` receives a copy that simd-json rewrites.
     pub fn decode<'a>(&mut self, raw: &'a [u8], scratch: &'a mut Vec<u8>) -> Result<RawManifest<'a>, MessageError> {
-        self.decode_with(raw, scratch, true)
-    }
-
-    /// `fast`: try the one-pass reader first (see `scan`), which takes most messages and
-    /// leaves the rest to simd-json.
-    fn decode_with<'a>(
-        &mut self,
-        raw: &'a [u8],
-        scratch: &'a mut Vec<u8>,
-        fast: bool,
-    ) -> Result<RawManifest<'a>, MessageError> {
-        if fast {
-            if let Some(result) = scan::read(raw) {
-                return result;
-            }
-        }
         scratch.clear();
         scratch.extend_from_slice(raw);
         let mut tape: Tape<'a> = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
@@ -371,14 +353,66 @@ impl<'a> Doc<'_, 'a> {
             "packages" => packages = Some(self.value(v)),
             _ => {}
         });
-        check_schema(schema)?;
+        match schema {
+            Some(Json::Str("manifest/v1")) => {}
+            Some(Json::Str(other)) => {
+                return Err(Issue::new(
+                    Code::UnsupportedSchema,
+                    "$.schema",
+                    format!(
+                        "schema \"{}\" is not supported; this service reads \"manifest/v1\"",
+                        clip(other)
+                    ),
+                ))
+            }
+            Some(other) => {
+                return Err(Issue::new(
+                    Code::UnsupportedSchema,
+                    "$.schema",
+                    format!("schema must be the string \"manifest/v1\", found {}", other.kind()),
+                ))
+            }
+            None => {
+                return Err(Issue::new(
+                    Code::UnsupportedSchema,
+                    "$.schema",
+                    "schema is missing; set \"schema\": \"manifest/v1\"",
+                ))
+            }
+        }
         let packages_at = match packages {
             Some(Json::Arr(i)) => i,
-            other => return Err(packages_error(other)),
+            Some(other) => {
+                return Err(Issue::new(
+                    Code::SchemaViolation,
+                    "$.packages",
+                    format!("packages must be an array of package objects, found {}", other.kind()),
+                ))
+            }
+            None => {
+                return Err(Issue::new(
+                    Code::SchemaViolation,
+                    "$.packages",
+                    "packages is missing; a manifest lists 1 to 10000 packages",
+                ))
+            }
         };
         m.packages_at = self.positions[packages_at];
         let count = self.array_len(packages_at);
-        check_count(count)?;
+        if count == 0 {
+            return Err(Issue::new(
+                Code::SchemaViolation,
+                "$.packages",
+                "packages is empty; a manifest lists 1 to 10000 packages",
+            ));
+        }
+        if count > MAX_PACKAGES {
+            return Err(Issue::new(
+                Code::SchemaViolation,
+                "$.packages",
+                format!("packages has {count} entries; a manifest lists at most {MAX_PACKAGES}: split it into several manifests"),
+            ));
+        }
         m.packages.reserve_exact(count);
         self.elements(packages_at, |p| {
             let mut pkg = RawPackage {
@@ -479,66 +513,6 @@ impl<'a> Doc<'_, 'a> {
     }
 }
 
-/// The `schema` field must be the string `manifest/v1`.
-fn check_schema(schema: Field<'_>) -> Result<(), MessageError> {
-    match schema {
-        Some(Json::Str("manifest/v1")) => Ok(()),
-        Some(Json::Str(other)) => Err(Issue::new(
-            Code::UnsupportedSchema,
-            "$.schema",
-            format!(
-                "schema \"{}\" is not supported; this service reads \"manifest/v1\"",
-                clip(other)
-            ),
-        )),
-        Some(other) => Err(Issue::new(
-            Code::UnsupportedSchema,
-            "$.schema",
-            format!("schema must be the string \"manifest/v1\", found {}", other.kind()),
-        )),
-        None => Err(Issue::new(
-            Code::UnsupportedSchema,
-            "$.schema",
-            "schema is missing; set \"schema\": \"manifest/v1\"",
-        )),
-    }
-}
-
-/// The failure for a `packages` field that is not an array.
-fn packages_error(packages: Field<'_>) -> MessageError {
-    match packages {
-        Some(other) => Issue::new(
-            Code::SchemaViolation,
-            "$.packages",
-            format!("packages must be an array of package objects, found {}", other.kind()),
-        ),
-        None => Issue::new(
-            Code::SchemaViolation,
-            "$.packages",
-            "packages is missing; a manifest lists 1 to 10000 packages",
-        ),
-    }
-}
-
-/// A manifest lists 1 to [`MAX_PACKAGES`] packages.
-fn check_count(count: usize) -> Result<(), MessageError> {
-    if count == 0 {
-        return Err(Issue::new(
-            Code::SchemaViolation,
-            "$.packages",
-            "packages is empty; a manifest lists 1 to 10000 packages",
-        ));
-    }
-    if count > MAX_PACKAGES {
-        return Err(Issue::new(
-            Code::SchemaViolation,
-            "$.packages",
-            format!("packages has {count} entries; a manifest lists at most {MAX_PACKAGES}: split it into several manifests"),
-        ));
-    }
-    Ok(())
-}
-
 pub(crate) fn clip(s: &str) -> &str {
     match s.char_indices().nth(64) {
         Some((i, _)) => &s[..i],
@@ -594,7 +568,6 @@ fn trim_end(b: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     fn decode(text: &str) -> Result<RawManifest<'static>, Issue> {
         let raw: &'static [u8] = Box::leak(text.as_bytes().to_vec().into_boxed_slice());
@@ -655,88 +628,6 @@ mod tests {
             Code::SchemaViolation
         );
         assert_eq!(decode("").unwrap_err().code, Code::MalformedJson);
-    }
-
-    /// Decodes `raw` with the one-pass reader and with simd-json alone; both must give the same.
-    fn same_both_ways(raw: &[u8]) -> bool {
-        let (mut s1, mut s2) = (Vec::new(), Vec::new());
-        let fast = format!("{:?}", Decoder::default().decode_with(raw, &mut s1, true));
-        let slow = format!("{:?}", Decoder::default().decode_with(raw, &mut s2, false));
-        assert_eq!(fast, slow, "input: {:?}", String::from_utf8_lossy(raw));
-        true
-    }
-
-    const SAMPLE: &str = r#"{"schema":"manifest/v1","manifest_id":"M-1","carrier":{"code":"LH","code_type":"iata"},"trip":{"number":"LH400","departure_country":"DE","departure_time":"2026-03-02T10:15:00+01:00","port_of_arrival":"4701","arrival_time":"2026-03-02T13:05:00-05:00"},"packages":[{"tracking_number":"RR473124829DE","category":"gift","shipper":{"name":"Müller GmbH","country":"DE"},"consignee":{"name":"J. Doe","address":{"line1":"1 Main St","city":"Albany","state":"NY","postal_code":"12207","country":"US"}},"weight_kg":0.5,"items":[{"description":"wool socks","hts":"6115950000","origin_country":"DE","quantity":2,"value":"19.99","currency":"EUR"},{"value":0,"quantity":1,"x":[true,false,null,{}],"y":[]}]},{},[],7,"s",null]}"#;
-
-    #[test]
-    fn scanner_and_simd_json_agree_on_the_corpus() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus");
-        let mut n = 0;
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_file() {
-                same_both_ways(&std::fs::read(&path).unwrap());
-                n += 1;
-            }
-        }
-        assert!(n > 50);
-        // The sample is in the reader's subset (so the comparisons below test something).
-        assert!(scan::read(SAMPLE.as_bytes()).is_some());
-        same_both_ways(SAMPLE.as_bytes());
-        for text in [
-            " {\"schema\" : \"manifest/v1\" ,\n\"packages\":[ {\"a\":[ ]} , 1 ] }\t",
-            r#"{"schema":"manifest/v1","packages":[{"items":[{"value":1e2},{"value":-1},{"value":01},{"value":1.}]}]}"#,
-            r#"{"schema":"manifest/v1","packages":[{"items":[{"value":-0},{"value":-0.5},{"value":-12.50,"quantity":-3}]}]}"#,
-            r#"{"schema":"manifest/v1","packages":[{"items":[{"value":-01}]}]}"#,
-            r#"{"schema":"manifest/v1","packages":[{"items":[{"value":-}]}]}"#,
-            r#"{"schema":"manifest/v1","packages":[{"items":[{"value":-.5}]}]}"#,
-            r#"{"schema":"manifest/v1","packages":[{"items":[{"value":--5}]}]}"#,
-            r#"{"schema":"manifest/v1","packages":[{"tracking_number":"a\"b","items":[{"value":"\u00e9"}]}]}"#,
-            r#"{"schema":"manifest/v1","packages":[{"x":tru}]}"#,
-            r#"{"schema":"manifest/v1","packages":[{"x":nulll}]}"#,
-            r#"{"schema":"manifest/v1","packages":[1,]}"#,
-            r#"{"schema":"manifest/v1","packages":[{"a":1,}]}"#,
-            r#"{"schema":"manifest/v1","packages":[{"a"1}]}"#,
-            r#"{"schema":"manifest/v1","packages":[{"a":1}]} x"#,
-            r#"{"schema":"manifest/v1","packages":[{"a":1}]}{}"#,
-            r#"{"schema":"manifest/v1","packages":[{"a":12345678901234567890123}]}"#,
-            "{\"schema\":\"manifest/v1\",\"packages\":[{\"a\":\"tab\there\"}]}",
-        ] {
-            same_both_ways(text.as_bytes());
-        }
-        let deep = format!(
-            r#"{{"schema":"manifest/v1","packages":[{{"x":{}1{}}}]}}"#,
-            "[".repeat(100),
-            "]".repeat(100)
-        );
-        same_both_ways(deep.as_bytes());
-    }
-
-    proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
-        /// Random edits of a manifest (JSON punctuation, escapes, digits, UTF-8 pieces): the
-        /// scanner either reads the result exactly as simd-json does or leaves it to simd-json.
-        #[test]
-        fn scanner_never_disagrees_with_simd_json(
-            edits in proptest::collection::vec((0usize..2000, 0usize..3, 0usize..24), 1..6)
-        ) {
-            const PIECES: [&[u8]; 24] = [
-                b"{", b"}", b"[", b"]", b",", b":", b"\"", b"\\", b" ", b"\n", b"0", b"1", b".", b"e", b"-",
-                b"t", b"true", b"null", b"\xc3\xa9", b"\x01", b"\"a\":", b"\xff", b"00", b"\"x\"",
-            ];
-            let mut raw = SAMPLE.as_bytes().to_vec();
-            for (at, op, piece) in edits {
-                let at = at % (raw.len() + 1);
-                let piece = PIECES[piece];
-                match op {
-                    0 => { raw.splice(at..at, piece.iter().copied()); }
-                    1 if at < raw.len() => { raw.remove(at); }
-                    _ if at < raw.len() => { raw[at] = piece[0]; }
-                    _ => {}
-                }
-            }
-            proptest::prop_assert!(same_both_ways(&raw));
-        }
     }
 
     #[test]
