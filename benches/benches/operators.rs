@@ -7,7 +7,9 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use dutyflow_loadtest::manifests;
-use dutyflow_operators::decode::Decoder;
+use dutyflow_operators::decode::{Decoder, RawManifest};
+use dutyflow_operators::model::{Header, Package};
+use dutyflow_operators::{duty, validate};
 use dutyflow_operators::outcome::Outcome;
 use dutyflow_operators::risk::AccountHistory;
 use dutyflow_operators::Operators;
@@ -113,12 +115,89 @@ fn encode(c: &mut Criterion) {
     group.finish();
 }
 
+/// Each input decoded once, kept for the per-operator benches.
+fn decoded<'a>(inputs: &'a [Vec<u8>], scratches: &'a mut [Vec<u8>]) -> Vec<RawManifest<'a>> {
+    let mut decoder = Decoder::default();
+    inputs
+        .iter()
+        .zip(scratches.iter_mut())
+        .map(|(raw, scratch)| decoder.decode(raw, scratch).expect("generated manifests decode"))
+        .collect()
+}
+
+fn validated<'a>(ops: &Operators, m: &RawManifest<'a>) -> (Header<'a>, Vec<Package<'a>>) {
+    let header = validate::header(ops, m);
+    let mut packages: Vec<Package<'a>> = m
+        .packages
+        .iter()
+        .enumerate()
+        .map(|(i, raw)| validate::package(ops, &header, i, raw, &m.items))
+        .collect();
+    validate::mark_duplicates(&mut packages);
+    (header, packages)
+}
+
+/// Each operator alone, on manifests decoded (and, for duty and risk, validated) beforehand:
+/// validation (header, packages, duplicates), duty assessment, and static risk scoring.
+fn operators(c: &mut Criterion) {
+    let ops = load_operators();
+    let inputs = inputs();
+    let mut scratches: Vec<Vec<u8>> = vec![Vec::new(); ROTATION];
+    let manifests = decoded(&inputs, &mut scratches);
+    let checked: Vec<(Header<'_>, Vec<Package<'_>>)> = manifests.iter().map(|m| validated(&ops, m)).collect();
+    let duties: Vec<Vec<Option<duty::Duty<'_>>>> = checked
+        .iter()
+        .map(|(h, ps)| {
+            ps.iter()
+                .map(|p| p.accepted().then(|| duty::assess(&ops.rates.regimes, h, p)).flatten())
+                .collect()
+        })
+        .collect();
+    let mut group = c.benchmark_group("operator");
+    group.throughput(Throughput::Elements(PACKAGES as u64));
+    let mut i = 0usize;
+    group.bench_function("validate/manifest50", |b| {
+        b.iter(|| {
+            let m = &manifests[i % ROTATION];
+            i += 1;
+            black_box(validated(&ops, black_box(m)).1.len())
+        })
+    });
+    group.bench_function("duty/manifest50", |b| {
+        b.iter(|| {
+            let (h, ps) = &checked[i % ROTATION];
+            i += 1;
+            let assessed = ps
+                .iter()
+                .filter(|p| p.accepted())
+                .filter_map(|p| duty::assess(&ops.rates.regimes, h, black_box(p)))
+                .count();
+            black_box(assessed)
+        })
+    });
+    group.bench_function("risk/manifest50", |b| {
+        b.iter(|| {
+            let k = i % ROTATION;
+            i += 1;
+            let (h, ps) = &checked[k];
+            let mut points = 0u32;
+            for (p, d) in ps.iter().zip(&duties[k]) {
+                if let Some(d) = d {
+                    points += u32::from(ops.risk.score_static(&ops.rates, h, black_box(p), d, 1).score());
+                }
+            }
+            black_box(points)
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = operator_benches;
     config = Criterion::default()
         .sample_size(20)
         .warm_up_time(Duration::from_secs(2))
         .measurement_time(Duration::from_secs(5));
-    targets = core, decode, encode
+    targets = core, decode, operators, encode
 }
 criterion_main!(operator_benches);
