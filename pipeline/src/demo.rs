@@ -34,8 +34,14 @@ pub struct DemoOptions {
     pub store: StoreUrl,
 }
 
-/// Packages the generator may run ahead of the commits (≈ 20 MB of input in flight).
-const WINDOW_PACKAGES: u64 = 40_000;
+/// Packages the generator may run ahead of the commits: ≈ 6 MB of input in flight over all
+/// partitions, so that even a partition the producer favours stays well under the embedded
+/// broker's ~5 MB (a larger lead lost input in a release build, which produces faster than the
+/// store commits).
+const WINDOW_PACKAGES: u64 = 12_000;
+
+/// Once production has ended, how long the demo waits for a commit before it stops waiting.
+const STALL: Duration = Duration::from_secs(30);
 
 /// What the demo did, for the summary.
 pub struct DemoReport {
@@ -121,14 +127,18 @@ fn generate(
     let started = Instant::now();
     let (mut manifests, mut produced) = (0u64, 0u64);
     let mut last_progress = Instant::now();
+    let (mut last_committed, mut last_commit_at) = (0u64, Instant::now());
     let per_manifest = opts.packages_per_manifest.max(1) as u64;
     loop {
         if shutdown.load(Ordering::SeqCst) || service.is_finished() {
             break;
         }
         let committed = stats.packages.load(Ordering::Relaxed);
+        if committed != last_committed {
+            (last_committed, last_commit_at) = (committed, Instant::now());
+        }
         let producing = produced < opts.packages && started.elapsed() < opts.duration;
-        if !producing && committed >= produced {
+        if !producing && (committed >= produced || last_commit_at.elapsed() > STALL) {
             break;
         }
         let paced = opts.rate == 0 || produced * 1000 < opts.rate * started.elapsed().as_millis() as u64;
@@ -201,6 +211,14 @@ fn summary(out: &mut dyn Write, settings: &Settings, store: &StoreUrl, stats: &S
             out,
             "  stopped early: {} package(s) were produced but not committed",
             group(r.produced - packages)
+        )?;
+    }
+    let skipped = stats.skipped_offsets.load(Ordering::Relaxed);
+    if skipped > 0 {
+        writeln!(
+            out,
+            "  {} input message(s) expired from the embedded broker before they were read; try a lower --rate",
+            group(skipped)
         )?;
     }
     let rows = Store::open_existing(store)?.totals(None, None)?;

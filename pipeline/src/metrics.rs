@@ -15,6 +15,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub const MESSAGES_RECEIVED: &str = "dutyflow_messages_received_total";
+pub const INPUT_OFFSETS_SKIPPED: &str = "dutyflow_input_offsets_skipped_total";
 pub const PACKAGES_RECEIVED: &str = "dutyflow_packages_received_total";
 pub const PACKAGES: &str = "dutyflow_packages_total";
 pub const DEAD_LETTERS: &str = "dutyflow_dead_letters_total";
@@ -84,6 +85,10 @@ pub fn install() -> Result<PrometheusHandle> {
 fn describe() {
     describe_counter!(MESSAGES_RECEIVED, "Input messages (manifests) taken from Kafka.");
     describe_counter!(PACKAGES_RECEIVED, "Packages in committed input messages.");
+    describe_counter!(
+        INPUT_OFFSETS_SKIPPED,
+        "Input offsets never delivered to the consumer: expired by the broker's retention before being read, or transaction markers."
+    );
     describe_counter!(PACKAGES, "Packages by outcome (accepted or rejected), counted at the store commit.");
     describe_counter!(DEAD_LETTERS, "Dead-letter records published, by error code and stage.");
     describe_counter!(DUTY_CENTS, "Duty assessed on accepted packages, in US cents, by carrier and regime.");
@@ -103,7 +108,7 @@ fn describe() {
     describe_gauge!(LAST_COMMIT, "Unix time of the last successful store commit.");
     describe_gauge!(UP, "1 while the service runs.");
     // Series that alerts use start at zero, so `increase()` and `rate()` see their first event.
-    for c in [MESSAGES_RECEIVED, PACKAGES_RECEIVED, STORE_ERRORS, PRODUCER_ERRORS] {
+    for c in [MESSAGES_RECEIVED, PACKAGES_RECEIVED, INPUT_OFFSETS_SKIPPED, STORE_ERRORS, PRODUCER_ERRORS] {
         metrics::counter!(c).absolute(0);
     }
     for outcome in ["accepted", "rejected"] {

@@ -43,6 +43,8 @@ pub struct Stats {
     pub by_code: Mutex<HashMap<String, u64>>,
     /// Assignment and store reachability, for `/readyz`.
     pub health: Arc<Health>,
+    /// Input offsets the consumer found missing (expired by the broker before being read).
+    pub skipped_offsets: AtomicU64,
 }
 
 /// Batches handed to the assess stage and not yet committed or abandoned.
@@ -470,6 +472,25 @@ fn consume_loop(
                 };
                 positions.insert(key.clone(), m.offset() + 1);
                 drop(positions);
+                let previous_next = batch
+                    .ranges
+                    .iter()
+                    .find(|r| r.topic == key.0 && r.partition == key.1)
+                    .map_or(expected, |r| r.next);
+                if previous_next >= 0 && m.offset() > previous_next {
+                    // The broker no longer holds these offsets (retention expired them before
+                    // they were consumed) or they are transaction markers: never silent.
+                    let skipped = (m.offset() - previous_next) as u64;
+                    ctx.stats.skipped_offsets.fetch_add(skipped, Ordering::Relaxed);
+                    metrics::counter!(mx::INPUT_OFFSETS_SKIPPED).increment(skipped);
+                    tracing::error!(
+                        topic = %key.0,
+                        partition = key.1,
+                        from = previous_next,
+                        to = m.offset() - 1,
+                        "input offsets were skipped: the broker no longer holds them (retention) or they are transaction markers"
+                    );
+                }
                 match batch
                     .ranges
                     .iter_mut()
@@ -765,7 +786,11 @@ pub fn producer(settings: &Settings, brokers: &str) -> Result<ThreadedProducer<D
     client_config(
         settings,
         brokers,
-        &[("enable.idempotence", "true".into()), ("linger.ms", "5".into())],
+        &[
+            ("enable.idempotence", "true".into()),
+            ("linger.ms", "5".into()),
+            ("compression.type", "lz4".into()),
+        ],
     )
     .create_with_context(DeliveryContext::default())
     .context("cannot create the Kafka producer")
