@@ -35,7 +35,11 @@ fn totals_at(url: &str) -> Vec<Value> {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice::<Value>(&out.stdout).unwrap().as_array().cloned().unwrap()
+    serde_json::from_slice::<Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .cloned()
+        .unwrap()
 }
 
 #[test]
@@ -44,7 +48,16 @@ fn the_demo_runs_end_to_end_and_its_totals_match_file_mode() {
     let db = dir.join("demo.db");
     let url = format!("sqlite://{}", db.display());
     let out = Command::new(BIN)
-        .args(["demo", "--packages", "6000", "--seed", "77", "--store", &url, "--config-dir"])
+        .args([
+            "demo",
+            "--packages",
+            "6000",
+            "--seed",
+            "77",
+            "--store",
+            &url,
+            "--config-dir",
+        ])
         .arg(config_dir())
         .env("DUTYFLOW_METRICS_LISTEN", "")
         .stdin(Stdio::null())
@@ -167,7 +180,11 @@ fn dead_letters_are_listed_counted_exported_fixed_and_replayed() {
     });
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(summarize_totals(&totals(&db)).values().map(|v| v.0).sum::<i64>(), 1);
-    assert_eq!(totals(&db)[0]["rejected_packages"], 2, "the replayed package is no longer rejected");
+    assert_eq!(
+        totals(&db)[0]["rejected_packages"],
+        2,
+        "the replayed package is no longer rejected"
+    );
 
     // A record already replayed the maximum number of times is refused, and nothing is sent.
     record["replay_count"] = Value::from(3);
@@ -196,7 +213,17 @@ fn the_worksheet_pages_add_up_to_the_totals() {
     let url = format!("sqlite://{}", db.display());
     let sheet = |format: &str, carrier: &str, month: &str| {
         Command::new(BIN)
-            .args(["worksheet", "--store", &url, "--carrier", carrier, "--month", month, "--format", format])
+            .args([
+                "worksheet",
+                "--store",
+                &url,
+                "--carrier",
+                carrier,
+                "--month",
+                month,
+                "--format",
+                format,
+            ])
             .arg("--config-dir")
             .arg(config_dir())
             .output()
@@ -218,7 +245,10 @@ fn the_worksheet_pages_add_up_to_the_totals() {
         let tracking: std::collections::BTreeSet<&str> =
             lines.iter().map(|l| l["tracking_number"].as_str().unwrap()).collect();
         assert_eq!(tracking.len() as i64, packages);
-        assert!(w["page1"]["qualified_party"].is_string(), "carriers.csv names {carrier}");
+        assert!(
+            w["page1"]["qualified_party"].is_string(),
+            "carriers.csv names {carrier}"
+        );
         assert!(w["page1"]["due_date"].as_str().unwrap().starts_with("2026-"));
     }
     // March 2026 arrivals are due on the 7th business day of April 2026: Thursday 9 April.

@@ -45,11 +45,16 @@ fn two_members_share_the_partitions_and_one_stops_mid_stream_with_exact_totals()
     for p in &parts[..6] {
         produce(&addr, p);
     }
-    wait_for("a first commit", Duration::from_secs(60), || committed_packages(&db) > 0);
+    wait_for("a first commit", Duration::from_secs(60), || {
+        committed_packages(&db) > 0
+    });
     let status = terminate(&mut b, Duration::from_secs(30));
     assert!(status.success(), "member b stopped with {status}");
     let at_stop = committed_packages(&db);
-    assert!(at_stop < total, "b stopped after the stream ended; the test proves nothing");
+    assert!(
+        at_stop < total,
+        "b stopped after the stream ended; the test proves nothing"
+    );
     let b_log = std::fs::read_to_string(&log_b).unwrap();
     assert!(b_log.contains("dutyflow stopped"), "b did not stop cleanly:\n{b_log}");
     // A third member joins while the rest of the stream flows: one more rebalance.
@@ -67,7 +72,10 @@ fn two_members_share_the_partitions_and_one_stops_mid_stream_with_exact_totals()
     assert_eq!(summarize_totals(&totals(&db)), expected);
     assert_eq!(committed_packages(&db), total);
     let c_log = std::fs::read_to_string(&log_c).unwrap();
-    assert!(c_log.contains("partitions assigned"), "c never got partitions:\n{c_log}");
+    assert!(
+        c_log.contains("partitions assigned"),
+        "c never got partitions:\n{c_log}"
+    );
 }
 
 #[test]
@@ -88,7 +96,9 @@ fn sigterm_mid_stream_commits_in_flight_batches_and_exits_cleanly() {
     let log = dir.join("svc.log");
     let mut svc = service_logged(&addr, &db, "graceful", &log, &[]);
     produce(&addr, &input);
-    wait_for("a first commit", Duration::from_secs(60), || committed_packages(&db) > 0);
+    wait_for("a first commit", Duration::from_secs(60), || {
+        committed_packages(&db) > 0
+    });
     let started = Instant::now();
     let status = terminate(&mut svc, Duration::from_secs(30));
     assert!(status.success(), "the service exited with {status} after SIGTERM");
@@ -142,7 +152,10 @@ fn the_metrics_endpoint_moves_as_packages_flow() {
     });
     assert_eq!(http_get(&listen, "/nope").unwrap().0, 404);
     let before = http_get(&listen, "/metrics").unwrap().1;
-    assert_eq!(series(&before, "dutyflow_packages_total{outcome=\"accepted\"}"), Some(0.0));
+    assert_eq!(
+        series(&before, "dutyflow_packages_total{outcome=\"accepted\"}"),
+        Some(0.0)
+    );
     assert_eq!(series(&before, "dutyflow_up"), Some(1.0));
 
     let first = dir.join("first.jsonl");
@@ -177,7 +190,10 @@ fn the_metrics_endpoint_moves_as_packages_flow() {
     moved("dutyflow_batch_packages_count");
     // The poison pills of the second file: 5 undecodable messages (lines 3, 10, 17, 24, 31).
     assert_eq!(
-        series(&after, "dutyflow_dead_letters_total{code=\"MALFORMED_JSON\",stage=\"decode\"}"),
+        series(
+            &after,
+            "dutyflow_dead_letters_total{code=\"MALFORMED_JSON\",stage=\"decode\"}"
+        ),
         Some(5.0)
     );
     assert!(series(&after, "dutyflow_end_to_end_latency_seconds_bucket{le=\"+Inf\"}").is_some());

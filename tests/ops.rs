@@ -42,7 +42,10 @@ fn run_script(script: &str, args: &[&str]) -> String {
 #[test]
 fn ops_files_pass_check_ops() {
     let out = run_script("scripts/check-ops.sh", &[]);
-    assert!(out.contains("check-ops: all checks passed"), "unexpected output:\n{out}");
+    assert!(
+        out.contains("check-ops: all checks passed"),
+        "unexpected output:\n{out}"
+    );
 }
 
 #[test]

@@ -10,7 +10,6 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-
 #[test]
 fn totals_equal_the_accepted_assessments_end_to_end() {
     let dir = temp_dir("e2e");

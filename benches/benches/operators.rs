@@ -9,10 +9,10 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 use dutyflow_loadtest::manifests;
 use dutyflow_operators::decode::{Decoder, RawManifest};
 use dutyflow_operators::model::{Header, Package};
-use dutyflow_operators::{duty, validate};
 use dutyflow_operators::outcome::Outcome;
 use dutyflow_operators::risk::AccountHistory;
 use dutyflow_operators::Operators;
+use dutyflow_operators::{duty, validate};
 use std::path::Path;
 use std::time::Duration;
 

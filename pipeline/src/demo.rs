@@ -167,7 +167,9 @@ fn generate(
             );
         }
     }
-    producer.flush(Duration::from_secs(10)).context("cannot flush the generator")?;
+    producer
+        .flush(Duration::from_secs(10))
+        .context("cannot flush the generator")?;
     Ok(DemoReport {
         manifests,
         produced,
@@ -182,10 +184,25 @@ fn summary(out: &mut dyn Write, settings: &Settings, store: &StoreUrl, stats: &S
     let secs = r.elapsed.as_secs_f64().max(0.001);
     writeln!(out)?;
     writeln!(out, "Packages")?;
-    writeln!(out, "  in         {:>12}  ({} manifests)", group(r.produced), group(r.manifests))?;
+    writeln!(
+        out,
+        "  in         {:>12}  ({} manifests)",
+        group(r.produced),
+        group(r.manifests)
+    )?;
     writeln!(out, "  committed  {:>12}", group(packages))?;
-    writeln!(out, "  accepted   {:>12}  → {} (one assessment each)", group(accepted), settings.kafka.assessments_topic)?;
-    writeln!(out, "  rejected   {:>12}  → {} (one dead letter each)", group(rejected), settings.kafka.dlq_topic)?;
+    writeln!(
+        out,
+        "  accepted   {:>12}  → {} (one assessment each)",
+        group(accepted),
+        settings.kafka.assessments_topic
+    )?;
+    writeln!(
+        out,
+        "  rejected   {:>12}  → {} (one dead letter each)",
+        group(rejected),
+        settings.kafka.dlq_topic
+    )?;
     let by_code: BTreeMap<String, u64> = stats
         .by_code
         .lock()

@@ -118,7 +118,11 @@ pub fn package_record(
     v.extend_from_slice(b"\",\"stage\":\"");
     v.extend_from_slice(stage.as_bytes());
     v.extend_from_slice(b"\",\"errors\":");
-    write_errors(&mut v, errors, Some(stage).filter(|s| *s != primary.code.stage().as_str()));
+    write_errors(
+        &mut v,
+        errors,
+        Some(stage).filter(|s| *s != primary.code.stage().as_str()),
+    );
     v.push(b',');
     write_source(&mut v, source);
     v.extend_from_slice(format!(",\"package_index\":{package_index},\"tracking_number\":").as_bytes());

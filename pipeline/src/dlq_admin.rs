@@ -89,7 +89,9 @@ pub fn for_each(settings: &Settings, mut f: impl FnMut(DlqRecord) -> Result<()>)
             tpl.add_partition_offset(topic, p, Offset::Offset(low))?;
         }
     }
-    consumer.assign(&tpl).context("cannot assign the dead-letter partitions")?;
+    consumer
+        .assign(&tpl)
+        .context("cannot assign the dead-letter partitions")?;
     let mut last_progress = Instant::now();
     while !ends.is_empty() {
         match consumer.poll(Duration::from_millis(200)) {
@@ -251,8 +253,8 @@ fn replay_message(line: &str, max_replays: u32) -> Result<(Vec<u8>, Option<Strin
         tracking_number: Option<String>,
         replay_count: u32,
     }
-    let record: Record<'_> =
-        serde_json::from_str(line).map_err(|e| format!("not a dlq/v1 record ({e}); export records with `dutyflow dlq export`"))?;
+    let record: Record<'_> = serde_json::from_str(line)
+        .map_err(|e| format!("not a dlq/v1 record ({e}); export records with `dutyflow dlq export`"))?;
     if record.schema != "dlq/v1" {
         return Err(format!("schema is \"{}\", not dlq/v1", record.schema));
     }
@@ -316,7 +318,9 @@ pub fn replay(settings: &Settings, files: &[String]) -> Result<ReplayReport> {
             report.replayed += 1;
         }
     }
-    producer.flush(Duration::from_secs(30)).context("producer flush timed out")?;
+    producer
+        .flush(Duration::from_secs(30))
+        .context("producer flush timed out")?;
     Ok(report)
 }
 
@@ -352,6 +356,8 @@ mod tests {
     #[test]
     fn rejects_what_is_not_a_dead_letter() {
         assert!(replay_message("{\"schema\":\"manifest/v1\",\"replay_count\":0}", 3).is_err());
-        assert!(replay_message("not json", 3).unwrap_err().contains("dutyflow dlq export"));
+        assert!(replay_message("not json", 3)
+            .unwrap_err()
+            .contains("dutyflow dlq export"));
     }
 }

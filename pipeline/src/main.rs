@@ -293,12 +293,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             match command {
                 DlqCommand::List { code, limit, json } => {
                     let n = dlq_admin::list(&settings, code.as_deref(), limit, json, &mut out)?;
-                    eprintln!("dutyflow: {n} dead-letter record(s) listed from {}", settings.kafka.dlq_topic);
+                    eprintln!(
+                        "dutyflow: {n} dead-letter record(s) listed from {}",
+                        settings.kafka.dlq_topic
+                    );
                 }
                 DlqCommand::Stats { json } => dlq_admin::stats(&settings, json, &mut out)?,
                 DlqCommand::Export { code } => {
                     let n = dlq_admin::export(&settings, code.as_deref(), &mut out)?;
-                    eprintln!("dutyflow: exported {n} dead-letter record(s); fix them, then `dutyflow dlq replay FILE`");
+                    eprintln!(
+                        "dutyflow: exported {n} dead-letter record(s); fix them, then `dutyflow dlq replay FILE`"
+                    );
                 }
                 DlqCommand::Replay { files } => {
                     let report = dlq_admin::replay(&settings, &files)?;

@@ -89,26 +89,52 @@ fn describe() {
         INPUT_OFFSETS_SKIPPED,
         "Input offsets never delivered to the consumer: expired by the broker's retention before being read, or transaction markers."
     );
-    describe_counter!(PACKAGES, "Packages by outcome (accepted or rejected), counted at the store commit.");
+    describe_counter!(
+        PACKAGES,
+        "Packages by outcome (accepted or rejected), counted at the store commit."
+    );
     describe_counter!(DEAD_LETTERS, "Dead-letter records published, by error code and stage.");
-    describe_counter!(DUTY_CENTS, "Duty assessed on accepted packages, in US cents, by carrier and regime.");
+    describe_counter!(
+        DUTY_CENTS,
+        "Duty assessed on accepted packages, in US cents, by carrier and regime."
+    );
     describe_counter!(RISK_TIER, "Scored packages per risk tier.");
     describe_histogram!(STAGE_DURATION, Unit::Seconds, "Time per batch in each pipeline stage.");
-    describe_histogram!(END_TO_END, Unit::Seconds, "From the input message's Kafka timestamp to its store commit.");
+    describe_histogram!(
+        END_TO_END,
+        Unit::Seconds,
+        "From the input message's Kafka timestamp to its store commit."
+    );
     describe_histogram!(BATCH_MESSAGES, "Messages per committed batch.");
     describe_histogram!(BATCH_PACKAGES, "Packages per committed batch.");
-    describe_histogram!(STORE_COMMIT, Unit::Seconds, "One store transaction: totals and offsets.");
+    describe_histogram!(
+        STORE_COMMIT,
+        Unit::Seconds,
+        "One store transaction: totals and offsets."
+    );
     describe_counter!(STORE_ERRORS, "Failed store transactions; each batch is retried.");
-    describe_counter!(PRODUCER_ERRORS, "Failed deliveries to the output topics; the batch is retried.");
+    describe_counter!(
+        PRODUCER_ERRORS,
+        "Failed deliveries to the output topics; the batch is retried."
+    );
     describe_gauge!(PRODUCER_QUEUE, "Messages waiting in the producer's queue.");
-    describe_gauge!(CONSUMER_LAG, "High watermark minus the store's next offset, per assigned input partition.");
+    describe_gauge!(
+        CONSUMER_LAG,
+        "High watermark minus the store's next offset, per assigned input partition."
+    );
     describe_counter!(REBALANCES, "Consumer-group rebalances seen by this member, by kind.");
     describe_gauge!(ASSIGNED, "Input partitions held by this member.");
     describe_gauge!(IN_FLIGHT, "Batches between the consumer and the store commit.");
     describe_gauge!(LAST_COMMIT, "Unix time of the last successful store commit.");
     describe_gauge!(UP, "1 while the service runs.");
     // Series that alerts use start at zero, so `increase()` and `rate()` see their first event.
-    for c in [MESSAGES_RECEIVED, PACKAGES_RECEIVED, INPUT_OFFSETS_SKIPPED, STORE_ERRORS, PRODUCER_ERRORS] {
+    for c in [
+        MESSAGES_RECEIVED,
+        PACKAGES_RECEIVED,
+        INPUT_OFFSETS_SKIPPED,
+        STORE_ERRORS,
+        PRODUCER_ERRORS,
+    ] {
         metrics::counter!(c).absolute(0);
     }
     for outcome in ["accepted", "rejected"] {
@@ -171,11 +197,7 @@ fn answer(mut stream: TcpStream, handle: &PrometheusHandle, health: &Health) -> 
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
     let (status, content_type, body) = match (method, path) {
-        ("GET", "/metrics") => (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            handle.render(),
-        ),
+        ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", handle.render()),
         ("GET", "/healthz") => ("200 OK", "text/plain; charset=utf-8", "ok\n".to_string()),
         ("GET", "/readyz") => match health.ready() {
             Ok(()) => ("200 OK", "text/plain; charset=utf-8", "ready\n".to_string()),

@@ -121,7 +121,10 @@ impl ConsumerContext for GroupContext {
                 if let Err(e) = consumer.assign(tpl) {
                     tracing::error!(error = %e, "assigning partitions failed");
                 }
-                self.stats.health.assigned.store(!positions.is_empty(), Ordering::SeqCst);
+                self.stats
+                    .health
+                    .assigned
+                    .store(!positions.is_empty(), Ordering::SeqCst);
                 metrics::counter!(mx::REBALANCES, "kind" => "assign").increment(1);
                 metrics::gauge!(mx::ASSIGNED).set(positions.len() as f64);
                 tracing::info!(
@@ -391,7 +394,8 @@ fn monitor(
                 for &p in &assigned {
                     if let Ok((low, high)) = consumer.fetch_watermarks(topic, p, Duration::from_secs(1)) {
                         let next = stored.get(&p).copied().unwrap_or(low).max(low);
-                        metrics::gauge!(mx::CONSUMER_LAG, "partition" => p.to_string()).set((high - next).max(0) as f64);
+                        metrics::gauge!(mx::CONSUMER_LAG, "partition" => p.to_string())
+                            .set((high - next).max(0) as f64);
                     }
                 }
                 for p in shown.iter().filter(|p| !assigned.contains(p)) {

@@ -75,7 +75,11 @@ pub fn build(store: &Store, ops: &Operators, carrier: &str, month: &str) -> Resu
         bail!("the store has no totals for carrier {carrier} in {month}; check the carrier code and the month with `dutyflow totals`");
     }
     let party = parties(ops)?.into_iter().find(|p| p.code == carrier);
-    let mut methods: Vec<String> = rows.iter().filter(|r| r.packages > 0).map(|r| r.method.clone()).collect();
+    let mut methods: Vec<String> = rows
+        .iter()
+        .filter(|r| r.packages > 0)
+        .map(|r| r.method.clone())
+        .collect();
     methods.sort();
     methods.dedup();
     let sum = |f: fn(&TotalsRow) -> i64| rows.iter().map(f).sum::<i64>();
@@ -127,7 +131,11 @@ impl Worksheet {
     }
 
     fn text(&self, out: &mut dyn Write) -> Result<()> {
-        writeln!(out, "International Mail Duty worksheet: {} {}", self.carrier, self.month)?;
+        writeln!(
+            out,
+            "International Mail Duty worksheet: {} {}",
+            self.carrier, self.month
+        )?;
         writeln!(out, "Page 1")?;
         writeln!(out, "  qualified party   {}", self.party_field(|p| &p.name))?;
         writeln!(out, "  tax ID            {}", self.party_field(|p| &p.tax_id))?;
@@ -146,8 +154,16 @@ impl Worksheet {
         if self.fees_cents != 0 {
             writeln!(out, "  fees USD          {}", money(self.fees_cents))?;
         }
-        writeln!(out, "  due               {} (7th business day of the next month)", self.due_date)?;
-        writeln!(out, "  rejected packages {} (not on the worksheet)", self.rejected_packages)?;
+        writeln!(
+            out,
+            "  due               {} (7th business day of the next month)",
+            self.due_date
+        )?;
+        writeln!(
+            out,
+            "  rejected packages {} (not on the worksheet)",
+            self.rejected_packages
+        )?;
         writeln!(out)?;
         writeln!(out, "Page 2: {} item line(s)", self.lines.len())?;
         writeln!(

@@ -289,12 +289,7 @@ pub fn expected_from_file_mode_lines(lines: &[String]) -> i64 {
 /// A record read back from a topic: key, value, headers.
 pub type Record = (Option<Vec<u8>>, Vec<u8>, BTreeMap<String, String>);
 
-pub fn drain(
-    addr: &str,
-    topic: &str,
-    partitions: i32,
-    quiet: Duration,
-) -> Vec<Record> {
+pub fn drain(addr: &str, topic: &str, partitions: i32, quiet: Duration) -> Vec<Record> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", addr)
         .set("group.id", "test-drain")
