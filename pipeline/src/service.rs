@@ -476,21 +476,17 @@ fn consume_loop(
                 };
                 positions.insert(key.clone(), m.offset() + 1);
                 drop(positions);
-                let previous_next = batch
-                    .ranges
-                    .iter()
-                    .find(|r| r.topic == key.0 && r.partition == key.1)
-                    .map_or(expected, |r| r.next);
-                if previous_next >= 0 && m.offset() > previous_next {
+                // `expected` is the offset after the previous message of this partition.
+                if expected >= 0 && m.offset() > expected {
                     // The broker no longer holds these offsets (retention expired them before
                     // they were consumed) or they are transaction markers: never silent.
-                    let skipped = (m.offset() - previous_next) as u64;
+                    let skipped = (m.offset() - expected) as u64;
                     ctx.stats.skipped_offsets.fetch_add(skipped, Ordering::Relaxed);
                     metrics::counter!(mx::INPUT_OFFSETS_SKIPPED).increment(skipped);
                     tracing::error!(
                         topic = %key.0,
                         partition = key.1,
-                        from = previous_next,
+                        from = expected,
                         to = m.offset() - 1,
                         "input offsets were skipped: the broker no longer holds them (retention) or they are transaction markers"
                     );

@@ -25,6 +25,31 @@ fn due(ops: &Operators, month: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The columns of one totals row, in order, as text.
+fn fields(r: &TotalsRow, ops: &Operators) -> [String; 11] {
+    [
+        r.carrier.clone(),
+        r.month.clone(),
+        r.regime.clone(),
+        r.method.clone(),
+        r.packages.to_string(),
+        r.item_lines.to_string(),
+        money(r.value_cents),
+        money(r.duty_cents),
+        money(r.fees_cents),
+        r.rejected_packages.to_string(),
+        due(ops, &r.month),
+    ]
+}
+
+fn table_line(out: &mut dyn Write, f: &[String; 11]) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<8} {:<7} {:<24} {:<10} {:>9} {:>9} {:>16} {:>14} {:>10} {:>9} {:<10}",
+        f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10]
+    )
+}
+
 pub fn print(out: &mut dyn Write, rows: &[TotalsRow], ops: &Operators, format: Format) -> Result<()> {
     match format {
         Format::Json => {
@@ -44,27 +69,11 @@ pub fn print(out: &mut dyn Write, rows: &[TotalsRow], ops: &Operators, format: F
         Format::Csv => {
             writeln!(out, "carrier,month,regime,method,packages,item_lines,value_usd,duty_usd,fees_usd,rejected_packages,due_date")?;
             for r in rows {
-                writeln!(
-                    out,
-                    "{},{},{},{},{},{},{},{},{},{},{}",
-                    r.carrier,
-                    r.month,
-                    r.regime,
-                    r.method,
-                    r.packages,
-                    r.item_lines,
-                    money(r.value_cents),
-                    money(r.duty_cents),
-                    money(r.fees_cents),
-                    r.rejected_packages,
-                    due(ops, &r.month)
-                )?;
+                writeln!(out, "{}", fields(r, ops).join(","))?;
             }
         }
         Format::Table => {
-            writeln!(
-                out,
-                "{:<8} {:<7} {:<24} {:<10} {:>9} {:>9} {:>16} {:>14} {:>10} {:>9} {:<10}",
+            let header = [
                 "carrier",
                 "month",
                 "regime",
@@ -75,24 +84,11 @@ pub fn print(out: &mut dyn Write, rows: &[TotalsRow], ops: &Operators, format: F
                 "duty USD",
                 "fees USD",
                 "rejected",
-                "due"
-            )?;
+                "due",
+            ];
+            table_line(out, &header.map(String::from))?;
             for r in rows {
-                writeln!(
-                    out,
-                    "{:<8} {:<7} {:<24} {:<10} {:>9} {:>9} {:>16} {:>14} {:>10} {:>9} {:<10}",
-                    r.carrier,
-                    r.month,
-                    r.regime,
-                    r.method,
-                    r.packages,
-                    r.item_lines,
-                    money(r.value_cents),
-                    money(r.duty_cents),
-                    money(r.fees_cents),
-                    r.rejected_packages,
-                    due(ops, &r.month)
-                )?;
+                table_line(out, &fields(r, ops))?;
             }
             if rows.is_empty() {
                 writeln!(out, "(no totals yet)")?;
