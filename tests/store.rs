@@ -269,7 +269,7 @@ fn offsets(store: &Store) -> BTreeMap<i32, i64> {
 
 fn a_batch_adds_its_totals_and_moves_its_offsets(url: &StoreUrl) {
     let mut store = Store::open(url).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 1);
+    assert_eq!(store.schema_version().unwrap(), 2);
     let batch = vec![lh_1_mixed(), single("AF", "AF-1", "2026-04-10", "RR000000004DE", 700)];
     let (outcome, published) = commit(&mut store, &[range(0, -1, 2), range(1, -1, 1)], batch);
     assert_eq!(outcome, CommitOutcome::Committed);
@@ -302,7 +302,7 @@ fn a_batch_adds_its_totals_and_moves_its_offsets(url: &StoreUrl) {
     drop(store);
     // Reopened: the same store, its migrations not applied again.
     let store = Store::open_existing(url).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 1);
+    assert_eq!(store.schema_version().unwrap(), 2);
     assert_eq!(summary(&store), expected);
 }
 
@@ -740,8 +740,67 @@ fn concurrent_opens_migrate_once(url: &StoreUrl) {
         })
         .collect();
     for o in openers {
-        assert_eq!(o.join().unwrap().unwrap(), 1);
+        assert_eq!(o.join().unwrap().unwrap(), 2);
     }
+}
+
+/// A store written by a dutyflow of schema version 1 (a row per package and per item line):
+/// LH-1 of `lh_1_mixed` as that version stored it, and partition 0 at offset 1.
+const VERSION_1_STORE: &str = "
+    CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL);
+    INSERT INTO schema_migrations VALUES (1, '2026-11-21 10:00:00');
+    INSERT INTO offsets VALUES ('dutyflow', 'manifests', 0, 1);
+    INSERT INTO manifests VALUES ('LH', 'LH-1', '2026-03', 3, 1, 'manifests', 0, 0);
+    INSERT INTO packages VALUES
+      ('LH', 'LH-1', 'RR000000001DE', 'LH400', '4701', '2026-03-02', '2026-03', 'postal_entry_2026', 'ad_valorem', 1, 1000, 100, 0, 'test'),
+      ('LH', 'LH-1', 'RR000000002DE', 'LH400', '4701', '2026-03-02', '2026-03', 'postal_entry_2026', 'ad_valorem', 2, 2500, 250, 0, 'test');
+    INSERT INTO item_lines VALUES
+      ('LH', 'LH-1', 'RR000000001DE', 1, 'CN', '6109100012', 1000, '0.1', 100),
+      ('LH', 'LH-1', 'RR000000002DE', 1, 'CN', NULL, 2000, '0.1', 200),
+      ('LH', 'LH-1', 'RR000000002DE', 2, 'CN', '6109100012', 500, '0.1', 50);
+    INSERT INTO rejected_packages VALUES ('LH', 'LH-1', 2, 'RR000000003DE', '2026-03', 'INVALID_HTS');
+    INSERT INTO totals VALUES ('LH', '2026-03', 'postal_entry_2026', 'ad_valorem', 2, 3, 3500, 350, 0);
+";
+
+fn a_version_1_store_is_migrated(url: &StoreUrl) {
+    let v1 = format!(
+        "{}{VERSION_1_STORE}",
+        include_str!("../pipeline/migrations/0001_init.sql")
+    );
+    match url {
+        StoreUrl::Sqlite(path) => rusqlite::Connection::open(path).unwrap().execute_batch(&v1).unwrap(),
+        StoreUrl::Postgres(u) => ::postgres::Client::connect(u, ::postgres::NoTls)
+            .unwrap()
+            .batch_execute(&v1)
+            .unwrap(),
+    }
+    let mut store = Store::open(url).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 2);
+    let before = [row("LH 2026-03 ad_valorem", 2, 3, 3500, 350, 1)];
+    assert_eq!(summary(&store), before);
+    assert_eq!(offsets(&store), BTreeMap::from([(0, 1)]));
+    let lines: Vec<(String, i64, i64)> = store
+        .worksheet_lines("LH", "2026-03")
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.tracking_number, l.value_cents, l.duty_cents))
+        .collect();
+    let expected = [
+        ("RR000000001DE", 1000, 100),
+        ("RR000000002DE", 2000, 200),
+        ("RR000000002DE", 500, 50),
+    ];
+    assert_eq!(lines, expected.map(|(t, v, d)| (t.to_string(), v, d)));
+    // The migrated tracking numbers count for the 12-month check, and an amendment of the
+    // migrated manifest takes its packed contribution out of the totals.
+    let reuse = single("LH", "LH-2", "2026-03-09", "RR000000001DE", 4000);
+    let amended = single("LH", "LH-1", "2026-03-02", "RR000000009DE", 700);
+    let (outcome, published) = commit(&mut store, &[range(0, 1, 3)], vec![reuse, amended]);
+    assert_eq!(outcome, CommitOutcome::Committed);
+    let rejections = published.unwrap().rejections;
+    assert_eq!(rejections.len(), 1);
+    assert_eq!(rejections[0].other_manifest_id, "LH-1");
+    assert_eq!(summary(&store), [row("LH 2026-03 ad_valorem", 1, 1, 700, 70, 1)]);
 }
 
 /// The battery, once per backend: `sqlite::<case>` and `postgresql::<case>`.
@@ -767,6 +826,7 @@ battery!(
     a_batch_larger_than_a_statement_is_written_in_chunks,
     two_writers_on_disjoint_partitions_end_with_exact_totals,
     concurrent_opens_migrate_once,
+    a_version_1_store_is_migrated,
 );
 
 /// The server ends the store's connection (a restart, a failover, an administrator) between

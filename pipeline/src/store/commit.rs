@@ -2,6 +2,7 @@
 
 use super::backend::{args, lock_key, Backend, Tx};
 use super::bulk::{query_in, Insert, Pending};
+use super::packed::{self, Arrival};
 use super::records::{AcceptedRecord, CommitOutcome, ManifestRecord, PackageRecord, PartitionRange, StoreRejection};
 use anyhow::{Context, Result};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -92,7 +93,7 @@ fn commit_in_transaction(
         let p = &mut manifests[rejection.manifest].packages[rejection.package];
         decisions.reject(rejection, p);
     }
-    let deltas = write_manifests(&mut tx, manifests, &arrivals, &plan.stored)?;
+    let deltas = write_manifests(&mut tx, manifests, &arrivals, plan.held)?;
     let mut totals = Pending::new(&TOTALS);
     for ((carrier, month, regime, method), d) in deltas.iter().filter(|(_, d)| !d.is_zero()) {
         totals.push(args![
@@ -160,47 +161,7 @@ fn carrier_locks(manifests: &[ManifestRecord]) -> Vec<i64> {
     keys
 }
 
-/// Removes the stored contribution of a whole manifest, or of one tracking number of it, from
-/// the totals and the tables.
-fn remove_contribution(
-    tx: &mut Tx<'_>,
-    carrier: &str,
-    manifest_id: &str,
-    tracking: Option<&str>,
-    deltas: &mut BTreeMap<TotalsKey, Delta>,
-) -> Result<()> {
-    let stored = tx.rows(
-        "SELECT month, regime, method, COUNT(*), CAST(SUM(item_lines) AS BIGINT), CAST(SUM(value_cents) AS BIGINT),
-                CAST(SUM(duty_cents) AS BIGINT), CAST(SUM(fees_cents) AS BIGINT)
-         FROM packages WHERE carrier = $1 AND manifest_id = $2 AND (CAST($3 AS TEXT) IS NULL OR tracking_number = $3)
-         GROUP BY month, regime, method",
-        args![carrier, manifest_id, tracking],
-        |r| {
-            let key = (carrier.to_string(), r.text(0)?, r.text(1)?, method_name(&r.text(2)?));
-            let d = Delta {
-                packages: r.int(3)?,
-                item_lines: r.int(4)?,
-                value: r.int(5)?,
-                duty: r.int(6)?,
-                fees: r.int(7)?,
-            };
-            Ok((key, d))
-        },
-    )?;
-    for (key, d) in stored {
-        deltas.entry(key).or_default().add(-1, d);
-    }
-    for sql in [
-        "DELETE FROM item_lines WHERE carrier = $1 AND manifest_id = $2 AND (CAST($3 AS TEXT) IS NULL OR tracking_number = $3)",
-        "DELETE FROM packages WHERE carrier = $1 AND manifest_id = $2 AND (CAST($3 AS TEXT) IS NULL OR tracking_number = $3)",
-        "DELETE FROM rejected_packages WHERE carrier = $1 AND manifest_id = $2 AND (CAST($3 AS TEXT) IS NULL OR tracking_number = $3)",
-    ] {
-        tx.execute(sql, args![carrier, manifest_id, tracking])?;
-    }
-    Ok(())
-}
-
-fn method_name(m: &str) -> &'static str {
+pub(super) fn method_name(m: &str) -> &'static str {
     match m {
         "specific" => "specific",
         "exempt" => "exempt",
@@ -220,24 +181,23 @@ static TOTALS: Insert = Insert::new(
         fees_cents = totals.fees_cents + excluded.fees_cents",
 );
 
-/// Manifests the store does not hold yet (a stored one is updated on its own, see
+/// Manifests the store did not hold before the batch (a stored one is updated on its own, see
 /// [`write_manifests`]).
 static NEW_MANIFESTS: Insert = Insert::new(
-    "manifests (carrier, manifest_id, month, packages, versions, source_topic, source_partition, source_offset)",
-    8,
-    "",
-);
-
-static PACKAGES: Insert = Insert::new(
-    "packages (carrier, manifest_id, tracking_number, trip_number, port_of_arrival, arrival_date, month, regime, method,
-                     item_lines, value_cents, duty_cents, fees_cents, rates_version)",
-    14,
-    "",
-);
-
-static ITEM_LINES: Insert = Insert::new(
-    "item_lines (carrier, manifest_id, tracking_number, item, origin_country, hts, value_cents, rate, duty_cents)",
+    "manifests (carrier, manifest_id, month, packages, versions, source_topic, source_partition, source_offset, contribution)",
     9,
+    "",
+);
+
+pub(super) static MANIFEST_MONTHS: Insert = Insert::new(
+    "manifest_months (carrier, month, manifest_id)",
+    3,
+    "ON CONFLICT (carrier, month, manifest_id) DO NOTHING",
+);
+
+pub(super) static TRACKING_NUMBERS: Insert = Insert::new(
+    "tracking_numbers (carrier, tracking_number, manifest_id, arrival_date)",
+    4,
     "",
 );
 
@@ -249,43 +209,25 @@ static REJECTED_PACKAGES: Insert = Insert::new(
         tracking_number = excluded.tracking_number, code = excluded.code",
 );
 
-/// The rows a batch adds, waiting for their multi-row INSERTs. Within one flush every row has
-/// its own key: a manifest's packages have distinct indexes and tracking numbers, and a
-/// manifest that comes back in the batch is stored already, which flushes first.
+/// Rows of the batch waiting for their multi-row INSERTs. Within one flush every row has its
+/// own key: a manifest's packages have distinct indexes and tracking numbers, and a manifest
+/// that comes back in the batch flushes what waits before it removes its earlier rows.
 struct NewRows<'a> {
-    manifests: Pending<'a>,
-    packages: Pending<'a>,
-    item_lines: Pending<'a>,
+    tracking: Pending<'a>,
     rejected: Pending<'a>,
 }
 
 impl NewRows<'_> {
-    fn new() -> Self {
-        NewRows {
-            manifests: Pending::new(&NEW_MANIFESTS),
-            packages: Pending::new(&PACKAGES),
-            item_lines: Pending::new(&ITEM_LINES),
-            rejected: Pending::new(&REJECTED_PACKAGES),
-        }
-    }
-
     fn flush(&mut self, tx: &mut Tx<'_>) -> Result<()> {
-        for rows in [
-            &mut self.manifests,
-            &mut self.packages,
-            &mut self.item_lines,
-            &mut self.rejected,
-        ] {
-            rows.flush(&mut **tx)?;
-        }
-        Ok(())
+        self.tracking.flush(&mut **tx)?;
+        self.rejected.flush(&mut **tx)
     }
 }
 
 /// What the batch decided before writing anything.
 struct Plan {
-    /// Per manifest: the store holds it already, from an earlier batch or earlier in this one.
-    stored: Vec<bool>,
+    /// The batch's manifests the store held before the batch, by carrier and manifest id.
+    held: HashMap<(String, String), HeldManifest>,
     /// The accepted packages whose tracking number another manifest of the carrier accepted
     /// within 12 months, in batch order.
     duplicates: Vec<StoreRejection>,
@@ -309,17 +251,14 @@ fn duplicate_window(date: chrono::NaiveDate) -> (String, String) {
 /// cannot change before the commit, except by this batch, which it follows in memory.
 fn plan_batch(tx: &mut Tx<'_>, manifests: &[ManifestRecord], arrivals: &[String]) -> Result<Plan> {
     let held = read_held(tx, manifests)?;
-    let mut stored: HashSet<(&str, &str)> = held.manifests.iter().map(|(c, id)| (c.as_str(), id.as_str())).collect();
+    let mut stored: HashSet<(&str, &str)> = held.manifests.keys().map(|(c, id)| (c.as_str(), id.as_str())).collect();
     // Accepted packages by carrier and tracking number: (manifest id, arrival date).
     let mut accepted: HashMap<(&str, &str), Vec<(&str, &str)>> = HashMap::new();
     for p in &held.packages {
         let key = (p.carrier.as_str(), p.tracking_number.as_str());
         accepted.entry(key).or_default().push((&p.manifest_id, &p.arrival_date));
     }
-    let mut plan = Plan {
-        stored: Vec::with_capacity(manifests.len()),
-        duplicates: Vec::new(),
-    };
+    let mut duplicates = Vec::new();
     for (mi, (m, arrival)) in manifests.iter().zip(arrivals).enumerate() {
         let carrier = m.carrier.as_str();
         let is_stored = !stored.insert((carrier, &m.manifest_id));
@@ -337,7 +276,6 @@ fn plan_batch(tx: &mut Tx<'_>, manifests: &[ManifestRecord], arrivals: &[String]
                     .for_each(|(_, v)| not_this_manifest(v));
             }
         }
-        plan.stored.push(is_stored);
         let (lo, hi) = duplicate_window(m.arrival_date);
         for (pi, p) in m.packages.iter().enumerate() {
             let (Some(_), Some(tracking)) = (&p.accepted, &p.tracking_number) else {
@@ -348,7 +286,7 @@ fn plan_batch(tx: &mut Tx<'_>, manifests: &[ManifestRecord], arrivals: &[String]
                 .iter()
                 .find(|&&(id, date)| id != m.manifest_id && date > lo.as_str() && date < hi.as_str());
             match other {
-                Some(&(other_manifest_id, other_arrival_date)) => plan.duplicates.push(StoreRejection {
+                Some(&(other_manifest_id, other_arrival_date)) => duplicates.push(StoreRejection {
                     manifest: mi,
                     package: pi,
                     other_manifest_id: other_manifest_id.to_string(),
@@ -358,18 +296,27 @@ fn plan_batch(tx: &mut Tx<'_>, manifests: &[ManifestRecord], arrivals: &[String]
             }
         }
     }
-    Ok(plan)
+    Ok(Plan {
+        held: held.manifests,
+        duplicates,
+    })
 }
 
 /// What the store holds of the batch's carriers that the plan depends on.
 #[derive(Default)]
 struct Held {
-    /// (carrier, manifest id) of the batch's manifests the store holds.
-    manifests: Vec<(String, String)>,
+    /// The batch's manifests the store holds, by carrier and manifest id.
+    manifests: HashMap<(String, String), HeldManifest>,
     /// Accepted packages with a tracking number of the batch, by arrival date. Whatever their
     /// date: the plan applies each manifest's window. (With the window in the query, a generic
     /// plan of PostgreSQL's scans the carrier's packages by date and filters the numbers.)
     packages: Vec<HeldPackage>,
+}
+
+/// A stored manifest's row, as an amendment or a replay of it needs it.
+struct HeldManifest {
+    packages: i64,
+    contribution: String,
 }
 
 struct HeldPackage {
@@ -400,18 +347,22 @@ fn read_held(tx: &mut Tx<'_>, manifests: &[ManifestRecord]) -> Result<Held> {
         let ids: Vec<&str> = keys.manifest_ids.iter().copied().collect();
         query_in(
             &mut **tx,
-            "SELECT manifest_id FROM manifests WHERE carrier = $1 AND manifest_id IN ($keys)",
+            "SELECT manifest_id, packages, contribution FROM manifests WHERE carrier = $1 AND manifest_id IN ($keys)",
             args![*carrier],
             &ids,
             &mut |r| {
-                held.manifests.push((carrier.to_string(), r.text(0)?));
+                let manifest = HeldManifest {
+                    packages: r.int(1)?,
+                    contribution: r.text(2)?,
+                };
+                held.manifests.insert((carrier.to_string(), r.text(0)?), manifest);
                 Ok(())
             },
         )?;
         let tracking: Vec<&str> = keys.tracking_numbers.iter().copied().collect();
         query_in(
             &mut **tx,
-            "SELECT tracking_number, manifest_id, arrival_date FROM packages
+            "SELECT tracking_number, manifest_id, arrival_date FROM tracking_numbers
              WHERE carrier = $1 AND tracking_number IN ($keys)
              ORDER BY arrival_date, manifest_id",
             args![*carrier],
@@ -430,90 +381,80 @@ fn read_held(tx: &mut Tx<'_>, manifests: &[ManifestRecord]) -> Result<Held> {
     Ok(held)
 }
 
-/// Writes the batch as planned, in batch order: replaces the earlier contribution of a stored
-/// manifest (all of it, or for a dead-letter replay the replayed packages only), and records
-/// the manifests, their accepted packages and item lines, and their rejected packages.
-/// Returns the change to the totals.
+/// A manifest the batch writes: its row as the batch leaves it.
+struct Written<'b> {
+    /// The store held it before the batch: its row is updated, not inserted.
+    held: bool,
+    /// Its latest version in the batch.
+    latest: &'b ManifestRecord,
+    packages: i64,
+    /// Versions the batch adds.
+    versions: i64,
+    contribution: String,
+}
+
+/// Writes the batch as planned, in batch order: replaces the earlier contribution of a manifest
+/// seen before (all of it, or for a dead-letter replay the replayed packages only), and records
+/// the manifests with their accepted packages, the accepted tracking numbers and the rejected
+/// packages. Returns the change to the totals.
 fn write_manifests(
     tx: &mut Tx<'_>,
     manifests: &[ManifestRecord],
     arrivals: &[String],
-    stored: &[bool],
+    mut held: HashMap<(String, String), HeldManifest>,
 ) -> Result<BTreeMap<TotalsKey, Delta>> {
     let mut deltas = BTreeMap::new();
-    let mut rows = NewRows::new();
-    for ((m, arrival), &is_stored) in manifests.iter().zip(arrivals).zip(stored) {
-        if is_stored {
-            // The removal reads what the store holds, including earlier manifests of the batch.
-            rows.flush(tx)?;
-            if m.replay {
-                for t in m.packages.iter().filter_map(|p| p.tracking_number.as_deref()) {
-                    remove_contribution(tx, &m.carrier, &m.manifest_id, Some(t), &mut deltas)?;
-                }
-            } else {
-                remove_contribution(tx, &m.carrier, &m.manifest_id, None, &mut deltas)?;
+    let mut rows = NewRows {
+        tracking: Pending::new(&TRACKING_NUMBERS),
+        rejected: Pending::new(&REJECTED_PACKAGES),
+    };
+    // In first-seen order, so that the statements are the same from one run to the next.
+    let mut written: Vec<Written<'_>> = Vec::with_capacity(manifests.len());
+    let mut index: HashMap<(&str, &str), usize> = HashMap::with_capacity(manifests.len());
+    let mut months: BTreeSet<(&str, &str, &str)> = BTreeSet::new();
+    for (m, arrival) in manifests.iter().zip(arrivals) {
+        let key = (m.carrier.as_str(), m.manifest_id.as_str());
+        let seen = match index.get(&key) {
+            Some(&i) => Some(i),
+            None => {
+                let stored = held.remove(&(m.carrier.clone(), m.manifest_id.clone()));
+                index.insert(key, written.len());
+                written.push(Written {
+                    held: stored.is_some(),
+                    latest: m,
+                    packages: stored.as_ref().map_or(0, |h| h.packages),
+                    versions: 0,
+                    contribution: stored.map(|h| h.contribution).unwrap_or_default(),
+                });
+                written.last().filter(|w| w.held).map(|_| written.len() - 1)
             }
-            tx.execute(
-                "INSERT INTO manifests (carrier, manifest_id, month, packages, versions, source_topic, source_partition, source_offset)
-                 VALUES ($1, $2, $3, $4, 1, $5, $6, $7)
-                 ON CONFLICT (carrier, manifest_id) DO UPDATE SET
-                   month = excluded.month, versions = manifests.versions + 1,
-                   packages = CASE WHEN $8 THEN manifests.packages ELSE excluded.packages END,
-                   source_topic = excluded.source_topic, source_partition = excluded.source_partition, source_offset = excluded.source_offset",
-                args![
-                    &m.carrier,
-                    &m.manifest_id,
-                    &m.month,
-                    m.packages.len() as i64,
-                    &m.source_topic,
-                    m.source_partition,
-                    m.source_offset,
-                    m.replay
-                ],
-            )?;
-        } else {
-            rows.manifests.push(args![
-                &m.carrier,
-                &m.manifest_id,
-                &m.month,
-                m.packages.len() as i64,
-                1_i64,
-                &m.source_topic,
-                m.source_partition,
-                m.source_offset
-            ]);
+        };
+        let w = match seen {
+            Some(i) => {
+                // The removal reads and deletes what earlier manifests of the batch wrote.
+                rows.flush(tx)?;
+                let w = &mut written[i];
+                remove_contribution(tx, m, w, &mut deltas)?;
+                w
+            }
+            None => written.last_mut().expect("just pushed"),
+        };
+        w.latest = m;
+        w.versions += 1;
+        if !(m.replay && seen.is_some()) {
+            w.packages = m.packages.len() as i64;
         }
+        let at = Arrival {
+            month: &m.month,
+            arrival_date: arrival,
+            trip_number: &m.trip_number,
+            port_of_arrival: &m.port_of_arrival,
+        };
         for p in &m.packages {
             if let (Some(acc), Some(tracking)) = (&p.accepted, &p.tracking_number) {
-                rows.packages.push(args![
-                    &m.carrier,
-                    &m.manifest_id,
-                    tracking,
-                    &m.trip_number,
-                    &m.port_of_arrival,
-                    arrival,
-                    &m.month,
-                    &acc.regime,
-                    acc.method,
-                    acc.lines.len() as i64,
-                    acc.value_cents,
-                    acc.duty_cents,
-                    acc.fees_cents,
-                    &acc.rates_version
-                ]);
-                for l in &acc.lines {
-                    rows.item_lines.push(args![
-                        &m.carrier,
-                        &m.manifest_id,
-                        tracking,
-                        l.item,
-                        &l.origin_country,
-                        &l.hts,
-                        l.value_cents,
-                        &l.rate,
-                        l.duty_cents
-                    ]);
-                }
+                packed::push_package(&mut w.contribution, tracking, &at, acc)?;
+                rows.tracking.push(args![&m.carrier, tracking, &m.manifest_id, arrival]);
+                months.insert((&m.carrier, &m.month, &m.manifest_id));
                 let key = (m.carrier.clone(), m.month.clone(), acc.regime.clone(), acc.method);
                 let added = Delta {
                     packages: 1,
@@ -541,5 +482,117 @@ fn write_manifests(
         }
     }
     rows.flush(tx)?;
+    let mut new_manifests = Pending::new(&NEW_MANIFESTS);
+    for w in &written {
+        let m = w.latest;
+        if w.held {
+            tx.execute(
+                "UPDATE manifests SET month = $3, packages = $4, versions = versions + $5, source_topic = $6,
+                   source_partition = $7, source_offset = $8, contribution = $9
+                 WHERE carrier = $1 AND manifest_id = $2",
+                args![
+                    &m.carrier,
+                    &m.manifest_id,
+                    &m.month,
+                    w.packages,
+                    w.versions,
+                    &m.source_topic,
+                    m.source_partition,
+                    m.source_offset,
+                    &w.contribution
+                ],
+            )?;
+        } else {
+            new_manifests.push(args![
+                &m.carrier,
+                &m.manifest_id,
+                &m.month,
+                w.packages,
+                w.versions,
+                &m.source_topic,
+                m.source_partition,
+                m.source_offset,
+                &w.contribution
+            ]);
+        }
+    }
+    new_manifests.flush(&mut **tx)?;
+    let mut manifest_months = Pending::new(&MANIFEST_MONTHS);
+    for (carrier, month, id) in months {
+        manifest_months.push(args![carrier, month, id]);
+    }
+    manifest_months.flush(&mut **tx)?;
     Ok(deltas)
+}
+
+/// Removes what a manifest seen before contributes, before its new version `m` is written: all
+/// of it, or for a dead-letter replay only the replayed tracking numbers. Takes the packages out
+/// of the contribution and of the totals, and deletes their tracking numbers and the
+/// manifest's rejected packages.
+fn remove_contribution(
+    tx: &mut Tx<'_>,
+    m: &ManifestRecord,
+    w: &mut Written<'_>,
+    deltas: &mut BTreeMap<TotalsKey, Delta>,
+) -> Result<()> {
+    let replayed: Option<HashSet<&str>> = m
+        .replay
+        .then(|| m.packages.iter().filter_map(|p| p.tracking_number.as_deref()).collect());
+    let mut kept = String::with_capacity(if replayed.is_some() { w.contribution.len() } else { 0 });
+    let mut removed: Vec<String> = Vec::new();
+    for (line, p) in w.contribution.lines().zip(packed::packages(&w.contribution)) {
+        let p = p?;
+        if replayed.as_ref().is_some_and(|r| !r.contains(p.tracking_number)) {
+            kept.push_str(line);
+            kept.push('\n');
+            continue;
+        }
+        let key = (
+            m.carrier.clone(),
+            p.month.to_string(),
+            p.regime.to_string(),
+            method_name(p.method),
+        );
+        let d = Delta {
+            packages: 1,
+            item_lines: p.item_lines,
+            value: p.value_cents,
+            duty: p.duty_cents,
+            fees: p.fees_cents,
+        };
+        deltas.entry(key).or_default().add(-1, d);
+        removed.push(p.tracking_number.to_string());
+    }
+    w.contribution = kept;
+    let removed: Vec<&str> = removed.iter().map(String::as_str).collect();
+    if !removed.is_empty() {
+        query_in(
+            &mut **tx,
+            "DELETE FROM tracking_numbers WHERE carrier = $1 AND manifest_id = $2 AND tracking_number IN ($keys)",
+            args![&m.carrier, &m.manifest_id],
+            &removed,
+            &mut |_| Ok(()),
+        )?;
+    }
+    match &replayed {
+        Some(r) => {
+            let replayed: Vec<&str> = r.iter().copied().collect();
+            if !replayed.is_empty() {
+                query_in(
+                    &mut **tx,
+                    "DELETE FROM rejected_packages WHERE carrier = $1 AND manifest_id = $2 AND tracking_number IN ($keys)",
+                    args![&m.carrier, &m.manifest_id],
+                    &replayed,
+                    &mut |_| Ok(()),
+                )?;
+            }
+        }
+        None => {
+            tx.execute(
+                "DELETE FROM rejected_packages WHERE carrier = $1 AND manifest_id = $2",
+                args![&m.carrier, &m.manifest_id],
+            )?;
+        }
+    }
+    Ok(())
 }

@@ -17,6 +17,8 @@
 mod backend;
 mod bulk;
 mod commit;
+mod migrate;
+mod packed;
 mod postgres;
 mod records;
 mod sqlite;
@@ -26,14 +28,11 @@ pub use records::{
     TotalsRow, WorksheetLine,
 };
 
-use anyhow::{bail, Context, Result};
-use backend::{args, lock_key, Backend, Tx};
+use anyhow::{bail, Result};
+use backend::{args, Backend};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-
-/// Migrations, in order; each runs once, recorded in `schema_migrations`.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/0001_init.sql"))];
 
 /// The store: one connection to its database. Not shared between threads; open one per thread.
 pub struct Store {
@@ -69,7 +68,9 @@ impl Store {
     pub fn open(url: &StoreUrl) -> Result<Self> {
         match url {
             StoreUrl::Sqlite(path) => Self::open_sqlite(path),
-            StoreUrl::Postgres(url) => Self::with_backend(Box::new(postgres::Postgres::connect(url)?)),
+            StoreUrl::Postgres(url) => {
+                Self::with_backend(Box::new(postgres::Postgres::connect(url)?), migrate::Dialect::Postgres)
+            }
         }
     }
 
@@ -85,45 +86,19 @@ impl Store {
 
     /// Opens (creating if needed) the SQLite store at `path` and applies pending migrations.
     pub fn open_sqlite(path: &Path) -> Result<Self> {
-        Self::with_backend(Box::new(sqlite::Sqlite::open(path)?))
+        Self::with_backend(Box::new(sqlite::Sqlite::open(path)?), migrate::Dialect::Sqlite)
     }
 
-    fn with_backend(conn: Box<dyn Backend>) -> Result<Self> {
-        let mut store = Store {
+    fn with_backend(mut conn: Box<dyn Backend>, dialect: migrate::Dialect) -> Result<Self> {
+        migrate::migrate(conn.as_mut(), dialect)?;
+        Ok(Store {
             conn: RefCell::new(conn),
-        };
-        store.migrate()?;
-        Ok(store)
-    }
-
-    /// Applies pending migrations, one process at a time.
-    fn migrate(&mut self) -> Result<()> {
-        let mut tx = Tx::begin(self.conn.get_mut().as_mut())?;
-        tx.lock(&[lock_key("dutyflow:migrations")])?;
-        tx.execute_script(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
-        )?;
-        let current = schema_version(&mut *tx)?;
-        for &(version, sql) in MIGRATIONS {
-            if version > current {
-                tx.execute_script(sql)
-                    .with_context(|| format!("store migration {version} failed"))?;
-                tx.execute(
-                    "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, CURRENT_TIMESTAMP)",
-                    args![version],
-                )?;
-            }
-        }
-        let latest = MIGRATIONS.last().map_or(0, |m| m.0);
-        if current > latest {
-            bail!("the store is at schema version {current}, newer than this dutyflow ({latest}); upgrade dutyflow");
-        }
-        tx.commit()
+        })
     }
 
     /// The schema version of the store (the last migration applied).
     pub fn schema_version(&self) -> Result<i64> {
-        schema_version(self.conn.borrow_mut().as_mut())
+        migrate::schema_version(self.conn.borrow_mut().as_mut())
     }
 
     /// Stored next offsets of a consumer group (missing partitions: none stored).
@@ -179,36 +154,47 @@ impl Store {
         )
     }
 
-    /// Page 2 of the worksheet: one row per item line of a carrier's month.
+    /// Page 2 of the worksheet: one row per item line of a carrier's month, by arrival date,
+    /// trip, tracking number and item.
     pub fn worksheet_lines(&self, carrier: &str, month: &str) -> Result<Vec<WorksheetLine>> {
-        self.conn.borrow_mut().rows(
-            "SELECT p.carrier, p.trip_number, p.tracking_number, p.port_of_arrival, p.arrival_date, l.value_cents, l.origin_country, l.rate, l.duty_cents
-             FROM packages p JOIN item_lines l
-               ON l.carrier = p.carrier AND l.manifest_id = p.manifest_id AND l.tracking_number = p.tracking_number
-             WHERE p.carrier = $1 AND p.month = $2
-             ORDER BY p.arrival_date, p.trip_number, p.tracking_number, l.item",
+        let contributions = self.conn.borrow_mut().rows(
+            "SELECT m.contribution FROM manifest_months mm
+             JOIN manifests m ON m.carrier = mm.carrier AND m.manifest_id = mm.manifest_id
+             WHERE mm.carrier = $1 AND mm.month = $2",
             args![carrier, month],
-            |r| {
-                Ok(WorksheetLine {
-                    carrier: r.text(0)?,
-                    trip_number: r.text(1)?,
-                    tracking_number: r.text(2)?,
-                    port_of_arrival: r.text(3)?,
-                    arrival_date: r.text(4)?,
-                    value_cents: r.int(5)?,
-                    origin_country: r.text(6)?,
-                    rate: r.text(7)?,
-                    duty_cents: r.int(8)?,
-                })
-            },
-        )
+            |r| r.text(0),
+        )?;
+        let mut lines = Vec::new();
+        for contribution in &contributions {
+            for p in packed::packages(contribution) {
+                let p = p?;
+                if p.month != month {
+                    continue;
+                }
+                for l in packed::lines(&p)? {
+                    let row = WorksheetLine {
+                        carrier: carrier.to_string(),
+                        trip_number: p.trip_number.to_string(),
+                        tracking_number: p.tracking_number.to_string(),
+                        port_of_arrival: p.port_of_arrival.to_string(),
+                        arrival_date: p.arrival_date.to_string(),
+                        value_cents: l.value_cents,
+                        origin_country: l.origin_country,
+                        rate: l.rate,
+                        duty_cents: l.duty_cents,
+                    };
+                    lines.push((l.item, row));
+                }
+            }
+        }
+        lines.sort_by(|(ia, a), (ib, b)| {
+            (&a.arrival_date, &a.trip_number, &a.tracking_number, ia).cmp(&(
+                &b.arrival_date,
+                &b.trip_number,
+                &b.tracking_number,
+                ib,
+            ))
+        });
+        Ok(lines.into_iter().map(|(_, row)| row).collect())
     }
-}
-
-fn schema_version(conn: &mut dyn Backend) -> Result<i64> {
-    Ok(conn
-        .first("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[], |r| {
-            r.int(0)
-        })?
-        .unwrap_or(0))
 }
