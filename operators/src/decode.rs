@@ -10,6 +10,7 @@
 
 use crate::error::{Code, Issue};
 use simd_json::{Buffers, Node, StaticNode, Tape};
+use std::cell::OnceCell;
 
 /// Most packages a manifest may hold (contract §1).
 pub const MAX_PACKAGES: usize = 10_000;
@@ -144,7 +145,6 @@ pub struct Decoder {
     /// The parser's tape. Empty between messages (so it borrows nothing): only its allocation
     /// is carried from one message to the next.
     tape: Tape<'static>,
-    positions: Vec<u32>,
 }
 
 impl Default for Decoder {
@@ -152,7 +152,6 @@ impl Default for Decoder {
         Decoder {
             buffers: Buffers::new(64 * 1024),
             tape: Tape(Vec::new()),
-            positions: Vec::new(),
         }
     }
 }
@@ -166,38 +165,21 @@ impl Decoder {
     pub fn decode<'a>(&mut self, raw: &'a [u8], scratch: &'a mut Vec<u8>) -> Result<RawManifest<'a>, MessageError> {
         scratch.clear();
         scratch.extend_from_slice(raw);
+        let base = scratch.as_ptr() as usize;
         let mut tape: Tape<'a> = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
         let result = match simd_json::fill_tape(scratch.as_mut_slice(), &mut self.buffers, &mut tape) {
-            Ok(()) => self.read(raw, &tape.0),
+            Ok(()) => Doc {
+                nodes: &tape.0,
+                raw,
+                base,
+                structurals: self.buffers.structural_indexes(),
+                table: OnceCell::new(),
+            }
+            .manifest(),
             Err(e) => Err(malformed(raw, &e)),
         };
         self.tape = tape.reset();
         result
-    }
-
-    fn read<'a>(&mut self, raw: &'a [u8], nodes: &[Node<'a>]) -> Result<RawManifest<'a>, MessageError> {
-        // Map every tape node to the byte offset of its value: the structural indexes minus the
-        // separators and closing brackets, which produce no node.
-        self.positions.clear();
-        for &idx in self.buffers.structural_indexes() {
-            match raw.get(idx as usize) {
-                Some(b':' | b',' | b']' | b'}') | None => {}
-                Some(_) => self.positions.push(idx),
-            }
-        }
-        if self.positions.len() != nodes.len() {
-            return Err(Issue::new(
-                Code::MalformedJson,
-                "$",
-                "the message could not be decoded consistently; check that it is one JSON document",
-            ));
-        }
-        let doc = Doc {
-            nodes,
-            positions: &self.positions,
-            raw,
-        };
-        doc.manifest()
     }
 }
 
@@ -241,10 +223,26 @@ fn truncated_at(raw: &[u8]) -> Option<usize> {
     (in_string || depth > 0).then_some(raw.len())
 }
 
+/// simd-json's tape of one message, read into a `RawManifest`.
+///
+/// Byte offsets (number text, package starts) are read off the strings: simd-json leaves
+/// each string's text in the buffer it parsed at the offset where it stands in the message
+/// (right after its opening quote), so a string's offset is its address minus the buffer's.
+/// A member's value follows its key's closing quote and `:`. Anything else (a package that is
+/// an empty object or not an object, a number outside an object) takes its offset from a
+/// node → offset table built from simd-json's structural indexes, only when first needed.
 struct Doc<'t, 'a> {
     nodes: &'t [Node<'a>],
-    positions: &'t [u32],
     raw: &'a [u8],
+    /// Address of the buffer simd-json parsed (a copy of `raw`).
+    base: usize,
+    structurals: &'t [u32],
+    table: OnceCell<Vec<u32>>,
+}
+
+#[inline]
+fn is_json_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
 impl<'a> Doc<'_, 'a> {
@@ -257,22 +255,35 @@ impl<'a> Doc<'_, 'a> {
         }
     }
 
+    /// The JSON type name of the value at node `i`.
     #[inline]
-    fn value(&self, i: usize) -> Json<'a> {
+    fn kind(&self, i: usize) -> &'static str {
         match self.nodes[i] {
-            Node::String(s) => Json::Str(s),
-            Node::Object { .. } => Json::Obj(i),
-            Node::Array { .. } => Json::Arr(i),
-            Node::Static(StaticNode::Null) => Json::Null,
-            Node::Static(StaticNode::Bool(b)) => Json::Bool(b),
-            Node::Static(_) => Json::Num(self.number_text(i)),
+            Node::String(_) => "a string",
+            Node::Object { .. } => "an object",
+            Node::Array { .. } => "an array",
+            Node::Static(StaticNode::Null) => "null",
+            Node::Static(StaticNode::Bool(_)) => "a boolean",
+            Node::Static(_) => "a number",
         }
     }
 
-    /// The source text of the number at node `i`.
-    fn number_text(&self, i: usize) -> &'a str {
-        let start = self.positions[i] as usize;
-        let rest = &self.raw[start..];
+    /// The value at node `v`, the value of the member whose key is `key`.
+    #[inline(always)]
+    fn member(&self, key: &'a str, v: usize) -> Json<'a> {
+        match self.nodes[v] {
+            Node::String(s) => Json::Str(s),
+            Node::Object { .. } => Json::Obj(v),
+            Node::Array { .. } => Json::Arr(v),
+            Node::Static(StaticNode::Null) => Json::Null,
+            Node::Static(StaticNode::Bool(b)) => Json::Bool(b),
+            Node::Static(_) => Json::Num(self.number_text(self.member_at(key, v))),
+        }
+    }
+
+    /// The source text of the number starting at byte `start`.
+    fn number_text(&self, start: usize) -> &'a str {
+        let rest = self.raw.get(start..).unwrap_or_default();
         let len = rest
             .iter()
             .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
@@ -281,8 +292,91 @@ impl<'a> Doc<'_, 'a> {
         std::str::from_utf8(&rest[..len]).unwrap_or("")
     }
 
-    /// Calls `f(key, value_index)` for every member of the object at `i`.
+    /// Byte offset of the opening quote of a string taken from the tape.
     #[inline]
+    fn string_at(&self, s: &str) -> Option<usize> {
+        let at = (s.as_ptr() as usize).wrapping_sub(self.base);
+        (at >= 1 && at <= self.raw.len() && self.raw[at - 1] == b'"').then_some(at - 1)
+    }
+
+    /// Byte offset of the value at node `v`, whose key is `key`: after the key's closing
+    /// quote, `:` and any whitespace.
+    fn member_at(&self, key: &str, v: usize) -> usize {
+        let raw = self.raw;
+        let Some(q) = self.string_at(key) else {
+            return self.table_at(v);
+        };
+        // The key's closing quote. Without escapes the key is as long as its text; a quote
+        // there not preceded by a backslash is then the closing one (an earlier unescaped
+        // quote would end a shorter key). Otherwise scan the escapes.
+        let mut i = q + 1 + key.len();
+        if !(raw.get(i) == Some(&b'"') && raw[i - 1] != b'\\') {
+            i = q + 1;
+            while let Some(&b) = raw.get(i) {
+                match b {
+                    b'\\' => i += 2,
+                    b'"' => break,
+                    _ => i += 1,
+                }
+            }
+        }
+        i += 1;
+        while raw.get(i).is_some_and(|&b| is_json_space(b)) {
+            i += 1;
+        }
+        if raw.get(i) != Some(&b':') {
+            return self.table_at(v);
+        }
+        i += 1;
+        while raw.get(i).is_some_and(|&b| is_json_space(b)) {
+            i += 1;
+        }
+        i
+    }
+
+    /// Byte offset of the element at node `e` of an array.
+    fn element_at(&self, e: usize) -> usize {
+        match self.nodes[e] {
+            Node::String(s) => self.string_at(s).unwrap_or_else(|| self.table_at(e)),
+            Node::Object { len, .. } if len > 0 => {
+                // The object's `{`: before its first key and any whitespace.
+                let first = match self.nodes[e + 1] {
+                    Node::String(k) => self.string_at(k),
+                    _ => None,
+                };
+                let Some(mut i) = first else {
+                    return self.table_at(e);
+                };
+                while i > 0 && is_json_space(self.raw[i - 1]) {
+                    i -= 1;
+                }
+                if i > 0 && self.raw[i - 1] == b'{' {
+                    i - 1
+                } else {
+                    self.table_at(e)
+                }
+            }
+            _ => self.table_at(e),
+        }
+    }
+
+    /// Byte offset of node `i` from the node → offset table: the structural indexes minus the
+    /// separators and closing brackets, which produce no node.
+    #[cold]
+    fn table_at(&self, i: usize) -> usize {
+        let table = self.table.get_or_init(|| {
+            self.structurals
+                .iter()
+                .copied()
+                .filter(|&idx| !matches!(self.raw.get(idx as usize), Some(b':' | b',' | b']' | b'}') | None))
+                .collect()
+        });
+        debug_assert_eq!(table.len(), self.nodes.len());
+        table.get(i).map_or(0, |&p| p as usize)
+    }
+
+    /// Calls `f(key, value_index)` for every member of the object at `i`.
+    #[inline(always)]
     fn members(&self, i: usize, mut f: impl FnMut(&'a str, usize)) {
         let Node::Object { len, .. } = self.nodes[i] else {
             return;
@@ -299,7 +393,7 @@ impl<'a> Doc<'_, 'a> {
     }
 
     /// Calls `f(element_index)` for every element of the array at `i`.
-    #[inline]
+    #[inline(always)]
     fn elements(&self, i: usize, mut f: impl FnMut(usize)) {
         let Node::Array { len, .. } = self.nodes[i] else {
             return;
@@ -318,24 +412,23 @@ impl<'a> Doc<'_, 'a> {
         }
     }
 
-    fn part<T: Default>(&self, i: usize, fill: impl FnOnce(&Self, usize, &mut T)) -> Part<T> {
-        match self.value(i) {
-            Json::Obj(o) => {
-                let mut t = T::default();
-                fill(self, o, &mut t);
-                Part::Ok(t)
+    /// Fills `part` from the object at node `v` (or records the type found there).
+    #[inline(always)]
+    fn part<T: Default>(&self, v: usize, part: &mut Part<T>, fill: impl FnOnce(&Self, usize, &mut T)) {
+        match self.nodes[v] {
+            Node::Object { .. } => {
+                *part = Part::Ok(T::default());
+                if let Part::Ok(t) = part {
+                    fill(self, v, t);
+                }
             }
-            other => Part::Wrong(other.kind()),
+            _ => *part = Part::Wrong(self.kind(v)),
         }
     }
 
     fn manifest(&self) -> Result<RawManifest<'a>, MessageError> {
         if !matches!(self.nodes.first(), Some(Node::Object { .. })) {
-            let found = if self.nodes.is_empty() {
-                "nothing"
-            } else {
-                self.value(0).kind()
-            };
+            let found = if self.nodes.is_empty() { "nothing" } else { self.kind(0) };
             return Err(Issue::new(
                 Code::SchemaViolation,
                 "$",
@@ -344,13 +437,13 @@ impl<'a> Doc<'_, 'a> {
         }
         let mut m = RawManifest::default();
         let mut schema: Field<'a> = None;
-        let mut packages: Field<'a> = None;
+        let mut packages: Option<(&'a str, usize)> = None;
         self.members(0, |key, v| match key {
-            "schema" => schema = Some(self.value(v)),
-            "manifest_id" => m.manifest_id = Some(self.value(v)),
-            "carrier" => m.carrier = self.part(v, Self::carrier),
-            "trip" => m.trip = self.part(v, Self::trip),
-            "packages" => packages = Some(self.value(v)),
+            "schema" => schema = Some(self.member(key, v)),
+            "manifest_id" => m.manifest_id = Some(self.member(key, v)),
+            "carrier" => self.part(v, &mut m.carrier, Self::carrier),
+            "trip" => self.part(v, &mut m.trip, Self::trip),
+            "packages" => packages = Some((key, v)),
             _ => {}
         });
         match schema {
@@ -380,13 +473,13 @@ impl<'a> Doc<'_, 'a> {
                 ))
             }
         }
-        let packages_at = match packages {
-            Some(Json::Arr(i)) => i,
-            Some(other) => {
+        let (packages_key, packages_at) = match packages {
+            Some((key, v)) if matches!(self.nodes[v], Node::Array { .. }) => (key, v),
+            Some((_, v)) => {
                 return Err(Issue::new(
                     Code::SchemaViolation,
                     "$.packages",
-                    format!("packages must be an array of package objects, found {}", other.kind()),
+                    format!("packages must be an array of package objects, found {}", self.kind(v)),
                 ))
             }
             None => {
@@ -397,7 +490,7 @@ impl<'a> Doc<'_, 'a> {
                 ))
             }
         };
-        m.packages_at = self.positions[packages_at];
+        m.packages_at = self.member_at(packages_key, packages_at) as u32;
         let count = self.array_len(packages_at);
         if count == 0 {
             return Err(Issue::new(
@@ -414,68 +507,72 @@ impl<'a> Doc<'_, 'a> {
             ));
         }
         m.packages.reserve_exact(count);
+        m.items.reserve(count * 2);
         self.elements(packages_at, |p| {
-            let mut pkg = RawPackage {
-                start: self.positions[p],
+            // Built in place: a raw package is a few hundred bytes.
+            m.packages.push(RawPackage {
+                start: self.element_at(p) as u32,
                 ..RawPackage::default()
+            });
+            let Some(pkg) = m.packages.last_mut() else {
+                return;
             };
-            match self.value(p) {
-                Json::Obj(o) => self.package(o, &mut pkg, &mut m.items),
-                other => pkg.not_object = Some(other.kind()),
+            match self.nodes[p] {
+                Node::Object { .. } => self.package(p, pkg, &mut m.items),
+                _ => pkg.not_object = Some(self.kind(p)),
             }
-            m.packages.push(pkg);
         });
         Ok(m)
     }
 
     fn carrier(&self, o: usize, c: &mut RawCarrier<'a>) {
         self.members(o, |key, v| match key {
-            "code" => c.code = Some(self.value(v)),
-            "code_type" => c.code_type = Some(self.value(v)),
+            "code" => c.code = Some(self.member(key, v)),
+            "code_type" => c.code_type = Some(self.member(key, v)),
             _ => {}
         });
     }
 
     fn trip(&self, o: usize, t: &mut RawTrip<'a>) {
         self.members(o, |key, v| match key {
-            "number" => t.number = Some(self.value(v)),
-            "departure_country" => t.departure_country = Some(self.value(v)),
-            "departure_time" => t.departure_time = Some(self.value(v)),
-            "port_of_arrival" => t.port_of_arrival = Some(self.value(v)),
-            "arrival_time" => t.arrival_time = Some(self.value(v)),
+            "number" => t.number = Some(self.member(key, v)),
+            "departure_country" => t.departure_country = Some(self.member(key, v)),
+            "departure_time" => t.departure_time = Some(self.member(key, v)),
+            "port_of_arrival" => t.port_of_arrival = Some(self.member(key, v)),
+            "arrival_time" => t.arrival_time = Some(self.member(key, v)),
             _ => {}
         });
     }
 
     fn package(&self, o: usize, p: &mut RawPackage<'a>, items: &mut Vec<RawItem<'a>>) {
         self.members(o, |key, v| match key {
-            "tracking_number" => p.tracking_number = Some(self.value(v)),
-            "category" => p.category = Some(self.value(v)),
-            "shipper" => {
-                p.shipper = self.part(v, |d, o, s: &mut RawShipper<'a>| {
-                    d.members(o, |key, v| match key {
-                        "name" => s.name = Some(d.value(v)),
-                        "country" => s.country = Some(d.value(v)),
-                        _ => {}
-                    })
+            "tracking_number" => p.tracking_number = Some(self.member(key, v)),
+            "category" => p.category = Some(self.member(key, v)),
+            "shipper" => self.part(v, &mut p.shipper, |d, o, s: &mut RawShipper<'a>| {
+                d.members(o, |key, v| match key {
+                    "name" => s.name = Some(d.member(key, v)),
+                    "country" => s.country = Some(d.member(key, v)),
+                    _ => {}
                 })
-            }
-            "consignee" => p.consignee = self.part(v, Self::consignee),
-            "weight_kg" => p.weight_kg = Some(self.value(v)),
-            "items" => match self.value(v) {
-                Json::Arr(a) => {
+            }),
+            "consignee" => self.part(v, &mut p.consignee, Self::consignee),
+            "weight_kg" => p.weight_kg = Some(self.member(key, v)),
+            "items" => match self.nodes[v] {
+                Node::Array { .. } => {
                     let start = items.len() as u32;
-                    self.elements(a, |e| {
-                        let mut item = RawItem::default();
-                        match self.value(e) {
-                            Json::Obj(io) => self.item(io, &mut item),
-                            other => item.not_object = Some(other.kind()),
+                    self.elements(v, |e| {
+                        items.push(RawItem::default());
+                        let Some(item) = items.last_mut() else {
+                            return;
+                        };
+                        match self.nodes[e] {
+                            Node::Object { .. } => self.item(e, item),
+                            _ => item.not_object = Some(self.kind(e)),
                         }
-                        items.push(item);
                     });
                     p.items = RawItems::Range(start, items.len() as u32);
                 }
-                other => p.items = RawItems::Wrong(other.kind()),
+                _ => p.items = RawItems::Wrong(self.kind(v)),
             },
             _ => {}
         });
@@ -483,31 +580,29 @@ impl<'a> Doc<'_, 'a> {
 
     fn consignee(&self, o: usize, c: &mut RawConsignee<'a>) {
         self.members(o, |key, v| match key {
-            "name" => c.name = Some(self.value(v)),
-            "address" => {
-                c.address = self.part(v, |d, o, a: &mut RawAddress<'a>| {
-                    d.members(o, |key, v| match key {
-                        "line1" => a.line1 = Some(d.value(v)),
-                        "city" => a.city = Some(d.value(v)),
-                        "state" => a.state = Some(d.value(v)),
-                        "postal_code" => a.postal_code = Some(d.value(v)),
-                        "country" => a.country = Some(d.value(v)),
-                        _ => {}
-                    })
+            "name" => c.name = Some(self.member(key, v)),
+            "address" => self.part(v, &mut c.address, |d, o, a: &mut RawAddress<'a>| {
+                d.members(o, |key, v| match key {
+                    "line1" => a.line1 = Some(d.member(key, v)),
+                    "city" => a.city = Some(d.member(key, v)),
+                    "state" => a.state = Some(d.member(key, v)),
+                    "postal_code" => a.postal_code = Some(d.member(key, v)),
+                    "country" => a.country = Some(d.member(key, v)),
+                    _ => {}
                 })
-            }
+            }),
             _ => {}
         });
     }
 
     fn item(&self, o: usize, it: &mut RawItem<'a>) {
         self.members(o, |key, v| match key {
-            "description" => it.description = Some(self.value(v)),
-            "hts" => it.hts = Some(self.value(v)),
-            "origin_country" => it.origin_country = Some(self.value(v)),
-            "quantity" => it.quantity = Some(self.value(v)),
-            "value" => it.value = Some(self.value(v)),
-            "currency" => it.currency = Some(self.value(v)),
+            "description" => it.description = Some(self.member(key, v)),
+            "hts" => it.hts = Some(self.member(key, v)),
+            "origin_country" => it.origin_country = Some(self.member(key, v)),
+            "quantity" => it.quantity = Some(self.member(key, v)),
+            "value" => it.value = Some(self.member(key, v)),
+            "currency" => it.currency = Some(self.member(key, v)),
             _ => {}
         });
     }
@@ -628,6 +723,96 @@ mod tests {
             Code::SchemaViolation
         );
         assert_eq!(decode("").unwrap_err().code, Code::MalformedJson);
+    }
+
+    /// Checks that every member value's and array element's offset, as read off the strings,
+    /// is the one simd-json's structural indexes give.
+    fn offsets_agree_with_the_table(text: &str) {
+        let raw = text.as_bytes();
+        let mut scratch = raw.to_vec();
+        let base = scratch.as_ptr() as usize;
+        let mut buffers = Buffers::new(1024);
+        let mut tape = Tape(Vec::new());
+        simd_json::fill_tape(&mut scratch, &mut buffers, &mut tape).expect("valid JSON");
+        let doc = Doc {
+            nodes: &tape.0,
+            raw,
+            base,
+            structurals: buffers.structural_indexes(),
+            table: OnceCell::new(),
+        };
+        let mut checked = 0;
+        for i in 0..doc.nodes.len() {
+            match doc.nodes[i] {
+                Node::Object { .. } => doc.members(i, |key, v| {
+                    assert_eq!(doc.member_at(key, v), doc.table_at(v), "member {key:?} in {text}");
+                    checked += 1;
+                }),
+                Node::Array { .. } => doc.elements(i, |e| {
+                    assert_eq!(doc.element_at(e), doc.table_at(e), "element {e} in {text}");
+                    checked += 1;
+                }),
+                _ => {}
+            }
+        }
+        assert!(checked > 20);
+    }
+
+    /// A manifest with odd members: `~` may become whitespace, `@` escapes the next character.
+    const ODD: &str = r#"~{~"@schema"~:~"manifest/v1"~,~"@packages"~:~[~{~"@tracking_number"~:~"R\"1"~,~"@weight_kg"~:~1.5e2~,~"@items"~:~[~{~"@value"~:~-0.5~,~"@quantity"~:~3~}~,~7~,~"x"~,~{~}~,~[~]~,~null~]~}~,~{~}~,~12~,~"s\\"~,~true~,~{~"@a\"b"~:~0~,~"@"~:~{~"@"~:~[~1~]~}~}~,~{~"@p"~:~"@q"~}~]~,~"@n"~:~1~}~"#;
+
+    fn odd_manifest(spaces: &[u8], escapes: &[bool]) -> String {
+        let (mut out, mut w, mut e, mut escape_next) = (String::new(), 0, 0, false);
+        for c in ODD.chars() {
+            match c {
+                '~' => {
+                    let n = spaces[w % spaces.len()];
+                    w += 1;
+                    out.push_str(&" \n\t\r"[..(n % 5) as usize]);
+                }
+                '@' => {
+                    escape_next = escapes[e % escapes.len()];
+                    e += 1;
+                }
+                c if escape_next && c.is_ascii_alphanumeric() => {
+                    out.push_str(&format!("\\u{:04x}", c as u32));
+                    escape_next = false;
+                }
+                c => {
+                    out.push(c);
+                    escape_next = false;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn offsets_read_off_strings_are_the_structural_ones() {
+        offsets_agree_with_the_table(&odd_manifest(&[0], &[false]));
+        offsets_agree_with_the_table(&odd_manifest(&[1, 4, 2], &[true, false]));
+        let m = decode(&odd_manifest(&[3], &[true])).unwrap();
+        assert_eq!(m.packages.len(), 7);
+        assert_eq!(m.packages[0].weight_kg, Some(Json::Num("1.5e2")));
+        assert_eq!(m.items[0].value, Some(Json::Num("-0.5")));
+        assert_eq!(m.items[0].quantity, Some(Json::Num("3")));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn offsets_agree_whatever_the_spacing(
+            spaces in proptest::collection::vec(0u8..5, 1..80),
+            escapes in proptest::collection::vec(proptest::bool::ANY, 1..20),
+        ) {
+            let text = odd_manifest(&spaces, &escapes);
+            offsets_agree_with_the_table(&text);
+            let m = decode(&text).unwrap();
+            // Package offsets are where each package's value starts.
+            for p in &m.packages {
+                let b = text.as_bytes()[p.start as usize];
+                proptest::prop_assert!(b"{[\"1tn".contains(&b), "{}", b as char);
+            }
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! lines plus fees; exempt packages are assessed too, at zero, with the reason.
 
 use crate::model::{Category, Header, Package};
-use crate::money::round_cents;
+use crate::money::{mul_round_cents, round_cents, sum_money};
 use crate::rates::{Method, Regime};
 use crate::reference::Country;
 use rust_decimal::Decimal;
@@ -96,7 +96,7 @@ pub fn assess<'a>(regimes: &[Regime], header: &Header<'_>, pkg: &Package<'a>) ->
         Method::Specific
     } else {
         for l in &mut lines {
-            l.duty_usd = round_cents(l.value_usd * l.rate);
+            l.duty_usd = mul_round_cents(l.value_usd, l.rate);
         }
         Method::AdValorem
     };
@@ -105,7 +105,7 @@ pub fn assess<'a>(regimes: &[Regime], header: &Header<'_>, pkg: &Package<'a>) ->
     } else {
         round_cents(regime.fees_usd)
     };
-    let duty: Decimal = lines.iter().map(|l| l.duty_usd).sum();
+    let duty = sum_money(lines.iter().map(|l| l.duty_usd));
     Some(Duty {
         regime: ri,
         method,

@@ -94,7 +94,7 @@ impl Package<'_> {
 
     /// Sum of the items' USD values.
     pub fn value_usd(&self) -> Decimal {
-        self.items.iter().map(|i| i.value_usd).sum()
+        crate::money::sum_money(self.items.iter().map(|i| i.value_usd))
     }
 }
 

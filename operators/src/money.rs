@@ -54,6 +54,62 @@ fn clip(text: &str) -> &str {
 /// Digits after the decimal point beyond `max_scale` are accepted only when they are zeros
 /// (`85.000` is 85, `19.999` is refused for a currency with 2 minor units).
 pub fn parse_decimal(text: &str, max_scale: u32, allow_exponent: bool) -> Result<Decimal, AmountError> {
+    match parse_plain(text.as_bytes(), max_scale) {
+        Some(d) => Ok(d),
+        None => parse_decimal_general(text, max_scale, allow_exponent),
+    }
+}
+
+/// The common shape of an amount, `123` or `123.45` (no sign, no exponent, at most 19
+/// characters, so the digits fit in a `u64`), when it is valid: the same `Decimal` as
+/// [`parse_decimal_general`] gives (trailing fractional zeros dropped). `None` for anything
+/// else, errors included, which the general parser handles and words.
+#[inline]
+fn parse_plain(b: &[u8], max_scale: u32) -> Option<Decimal> {
+    if b.len() > 19 {
+        return None;
+    }
+    let mut m: u64 = 0;
+    let mut i = 0;
+    while let Some(&d) = b.get(i).filter(|d| d.is_ascii_digit()) {
+        m = m * 10 + u64::from(d - b'0');
+        i += 1;
+    }
+    if i == 0 {
+        return None;
+    }
+    let mut scale = 0u32;
+    if i < b.len() {
+        if b[i] != b'.' {
+            return None;
+        }
+        i += 1;
+        let f = i;
+        while let Some(&d) = b.get(i).filter(|d| d.is_ascii_digit()) {
+            m = m * 10 + u64::from(d - b'0');
+            i += 1;
+        }
+        if i == f || i != b.len() {
+            return None;
+        }
+        scale = (i - f) as u32;
+    }
+    if m == 0 {
+        return Some(Decimal::ZERO);
+    }
+    while scale > 0 && m % 10 == 0 {
+        m /= 10;
+        scale -= 1;
+    }
+    let digits = m.ilog10() + 1;
+    if scale > max_scale || digits as i64 - i64::from(scale) > MAX_INTEGER_DIGITS as i64 {
+        return None;
+    }
+    Some(Decimal::from_parts(m as u32, (m >> 32) as u32, 0, false, scale))
+}
+
+/// [`parse_decimal`] for any text.
+fn parse_decimal_general(text: &str, max_scale: u32, allow_exponent: bool) -> Result<Decimal, AmountError> {
     let b = text.as_bytes();
     if b.is_empty() {
         return Err(AmountError::Empty);
@@ -165,9 +221,119 @@ fn trim_leading_zeros(d: &[u8]) -> &[u8] {
 /// `0.125` → `0.13`, where banker's rounding would give `0.12`.
 #[inline]
 pub fn round_cents(d: Decimal) -> Decimal {
+    if d.scale() == 2 {
+        // Already in cents: rounding to 2 places and rescaling to 2 change nothing.
+        return d;
+    }
     let mut r = d.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
     r.rescale(2);
     r
+}
+
+/// `round_cents(a * b)`, computed with integers when that is provably exact: both factors
+/// non-negative with mantissas below 2^64, so the product is exact in `u128`, and a product
+/// rust_decimal would hold exactly too (below 2^96, scale at most 28). The result is then the
+/// same `Decimal`, bit for bit (mantissa in cents, scale 2, positive); otherwise the plain
+/// `Decimal` computation runs.
+#[inline]
+pub fn mul_round_cents(a: Decimal, b: Decimal) -> Decimal {
+    if !a.is_sign_negative() && !b.is_sign_negative() {
+        if let (Ok(ma), Ok(mb)) = (u64::try_from(a.mantissa()), u64::try_from(b.mantissa())) {
+            let scale = a.scale() + b.scale();
+            let p = u128::from(ma) * u128::from(mb);
+            if p < 1 << 96 && scale <= 28 {
+                if let Some(cents) = round_cents_int(p, scale) {
+                    return cents_decimal(cents);
+                }
+            }
+        }
+    }
+    round_cents(a * b)
+}
+
+/// `p × 10^-scale` rounded half-up to cents, as a count of cents (`None` if it needs more
+/// than 96 bits).
+#[inline]
+fn round_cents_int(p: u128, scale: u32) -> Option<u128> {
+    let cents = if scale <= 2 {
+        p * POW10[(2 - scale) as usize]
+    } else if let (Ok(p), Some(&d)) = (u64::try_from(p), POW10.get(scale as usize - 2)) {
+        // The common case: one 64-bit division.
+        let d = d as u64;
+        let (q, r) = (p / d, p % d);
+        u128::from(q + u64::from(r >= d - r))
+    } else {
+        let d = POW10[scale as usize - 2];
+        let (q, r) = (p / d, p % d);
+        q + u128::from(r >= d - r)
+    };
+    (cents < 1 << 96).then_some(cents)
+}
+
+/// A positive amount of `cents` (below 2^96) as a `Decimal` of scale 2.
+#[inline]
+fn cents_decimal(cents: u128) -> Decimal {
+    Decimal::from_parts(cents as u32, (cents >> 32) as u32, (cents >> 64) as u32, false, 2)
+}
+
+/// `a < x * y`, with `x * y` as rust_decimal computes it. Compared with integers when that is
+/// provably the same: all three non-negative with mantissas below 2^64, and a product
+/// rust_decimal holds exactly (below 2^96, scale at most 28); both sides are then brought to
+/// one scale in `u128` (or the `Decimal` path runs if that would overflow).
+#[inline]
+pub fn less_than_product(a: Decimal, x: Decimal, y: Decimal) -> bool {
+    if !a.is_sign_negative() && !x.is_sign_negative() && !y.is_sign_negative() {
+        if let (Ok(ma), Ok(mx), Ok(my)) = (
+            u64::try_from(a.mantissa()),
+            u64::try_from(x.mantissa()),
+            u64::try_from(y.mantissa()),
+        ) {
+            let scale = x.scale() + y.scale();
+            let p = u128::from(mx) * u128::from(my);
+            if p < 1 << 96 && scale <= 28 {
+                // a / 10^sa < p / 10^sp  ⟺  a × 10^sp < p × 10^sa.
+                let left = u128::from(ma).checked_mul(POW10[scale as usize]);
+                let right = p.checked_mul(POW10[a.scale() as usize]);
+                if let (Some(left), Some(right)) = (left, right) {
+                    return left < right;
+                }
+            }
+        }
+    }
+    a < x * y
+}
+
+/// `10^i` for every scale a `Decimal` can have.
+const POW10: [u128; 29] = {
+    let mut t = [1u128; 29];
+    let mut i = 1;
+    while i < 29 {
+        t[i] = t[i - 1] * 10;
+        i += 1;
+    }
+    t
+};
+
+/// The sum of amounts, as `Iterator::sum` of `Decimal` gives it, added with integers when
+/// every amount is a non-negative `Decimal` of scale 2 below 2^63 (cents): the sum then has
+/// scale 2 (rust_decimal's sum starts from `Decimal::ZERO` and takes the first amount's
+/// scale), or is `Decimal::ZERO` itself when there is no amount.
+#[inline]
+pub fn sum_money(amounts: impl Iterator<Item = Decimal> + Clone) -> Decimal {
+    let mut cents: u64 = 0;
+    let mut any = false;
+    for d in amounts.clone() {
+        match u64::try_from(d.mantissa()) {
+            Ok(m) if d.scale() == 2 && !d.is_sign_negative() && m < 1 << 63 && cents < 1 << 63 => cents += m,
+            _ => return amounts.sum(),
+        }
+        any = true;
+    }
+    if any {
+        cents_decimal(u128::from(cents))
+    } else {
+        Decimal::ZERO
+    }
 }
 
 /// Appends `d` with exactly two decimal places.
@@ -184,19 +350,43 @@ pub fn write_money(out: &mut Vec<u8>, d: Decimal) {
 pub fn write_decimal(out: &mut Vec<u8>, d: Decimal) {
     let m = d.mantissa();
     let scale = d.scale() as usize;
-    if m < 0 {
-        out.push(b'-');
-    }
-    // The digits of |m|, right-aligned, with at least `scale + 1` of them (leading zeros) so
-    // there is always an integer digit before the point. 96-bit mantissas have 29 digits at
+    // Built right to left in one buffer, then appended at once: the fractional digits, the
+    // point, the integer digits (at least one), the sign. 96-bit mantissas have 29 digits at
     // most and scales are at most 28.
-    let mut buf = [b'0'; 40];
+    let mut buf = [b'0'; 48];
     let mut i = buf.len();
     let v = m.unsigned_abs();
     match u64::try_from(v) {
-        Ok(v) => write_digits_u64(&mut buf, &mut i, v),
+        Ok(mut v) => {
+            for _ in 0..scale {
+                i -= 1;
+                buf[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+            if scale > 0 {
+                i -= 1;
+                buf[i] = b'.';
+            }
+            if v == 0 {
+                i -= 1;
+            } else {
+                write_digits_u64(&mut buf, &mut i, v);
+            }
+        }
         Err(_) => {
             let mut v = v;
+            for _ in 0..scale {
+                i -= 1;
+                buf[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+            if scale > 0 {
+                i -= 1;
+                buf[i] = b'.';
+            }
+            if v == 0 {
+                i -= 1;
+            }
             while v != 0 {
                 i -= 1;
                 buf[i] = b'0' + (v % 10) as u8;
@@ -204,23 +394,17 @@ pub fn write_decimal(out: &mut Vec<u8>, d: Decimal) {
             }
         }
     }
-    let start = i.min(buf.len() - scale - 1);
-    let digits = &buf[start..];
-    if scale > 0 {
-        let point = digits.len() - scale;
-        out.reserve(digits.len() + 1);
-        out.extend_from_slice(&digits[..point]);
-        out.push(b'.');
-        out.extend_from_slice(&digits[point..]);
-    } else {
-        out.extend_from_slice(digits);
+    if m < 0 {
+        i -= 1;
+        buf[i] = b'-';
     }
+    out.extend_from_slice(&buf[i..]);
 }
 
 /// Writes the decimal digits of `v` right to left, ending at `buf[*i]` (exclusive); `0` writes
 /// no digit (the buffer's leading zeros supply it).
 #[inline]
-fn write_digits_u64(buf: &mut [u8; 40], i: &mut usize, mut v: u64) {
+fn write_digits_u64(buf: &mut [u8; 48], i: &mut usize, mut v: u64) {
     const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
 2021222324252627282930313233343536373839\
 4041424344454647484950515253545556575859\
@@ -379,6 +563,81 @@ mod tests {
                 want = want.trim_start_matches('-').to_string();
             }
             prop_assert_eq!(String::from_utf8(v).unwrap(), want);
+        }
+
+        #[test]
+        fn mul_round_cents_is_the_decimal_computation(
+            ma in prop_oneof![0i64..1_000_000, any::<i64>()],
+            sa in 0u32..=28,
+            mb in prop_oneof![0i64..100_000, any::<i64>()],
+            sb in 0u32..=28,
+            hi in prop_oneof![Just(0u32), any::<u32>()],
+        ) {
+            let a = Decimal::new(ma, sa);
+            let b = Decimal::from_parts(mb as u32, (mb >> 32) as u32, hi, mb < 0, sb);
+            for (x, y) in [(a, b), (b, a)] {
+                if let Ok(slow) = std::panic::catch_unwind(|| round_cents(x * y)) {
+                    prop_assert_eq!(mul_round_cents(x, y).serialize(), slow.serialize(), "{} * {}", x, y);
+                }
+            }
+        }
+
+        #[test]
+        fn mul_round_cents_on_amounts_and_rates(cents in 0i64..10_000_000_000, scale in 0u32..=4, rate in 0i64..100_000_000, rate_scale in 0u32..=8) {
+            let (a, b) = (Decimal::new(cents, scale), Decimal::new(rate, rate_scale));
+            prop_assert_eq!(mul_round_cents(a, b).serialize(), round_cents(a * b).serialize());
+        }
+
+        #[test]
+        fn round_cents_is_round_then_rescale(m in prop_oneof![0i64..1_000_000, any::<i64>()], hi in prop_oneof![Just(0u32), any::<u32>()], neg in any::<bool>(), scale in 0u32..=28) {
+            let d = Decimal::from_parts(m as u32, (m >> 32) as u32, hi, neg, scale);
+            let mut want = d.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
+            want.rescale(2);
+            prop_assert_eq!(round_cents(d).serialize(), want.serialize());
+        }
+
+        #[test]
+        fn sum_money_is_the_decimal_sum(
+            lines in proptest::collection::vec((prop_oneof![Just(0i64), 0i64..1_000_000, any::<i64>()], prop_oneof![Just(2u32), 0u32..=4]), 0..6),
+        ) {
+            let amounts: Vec<Decimal> = lines.iter().map(|&(m, s)| Decimal::new(m, s)).collect();
+            if let Ok(slow) = std::panic::catch_unwind(|| amounts.iter().copied().sum::<Decimal>()) {
+                prop_assert_eq!(sum_money(amounts.iter().copied()).serialize(), slow.serialize());
+            }
+        }
+
+        #[test]
+        fn less_than_product_is_the_decimal_comparison(
+            ma in prop_oneof![0i64..100_000, any::<i64>()],
+            sa in 0u32..=28,
+            mx in prop_oneof![0i64..100_000, any::<i64>()],
+            sx in 0u32..=28,
+            my in prop_oneof![0i64..100_000, any::<i64>()],
+            sy in 0u32..=28,
+            hi in prop_oneof![Just(0u32), any::<u32>()],
+        ) {
+            let a = Decimal::new(ma, sa);
+            let x = Decimal::new(mx, sx);
+            let y = Decimal::from_parts(my as u32, (my >> 32) as u32, hi, my < 0, sy);
+            if let Ok(product) = std::panic::catch_unwind(|| x * y) {
+                prop_assert_eq!(less_than_product(a, x, y), a < product, "{} < {} * {}", a, x, y);
+            }
+            // Equal sides too.
+            if let Ok(product) = std::panic::catch_unwind(|| x * Decimal::new(my.rem_euclid(1000), 1)) {
+                let y = Decimal::new(my.rem_euclid(1000), 1);
+                prop_assert_eq!(less_than_product(product, x, y), false);
+            }
+        }
+
+        #[test]
+        fn plain_amounts_parse_as_the_general_parser_does(
+            text in "[+-]?[0-9]{0,21}(\\.[0-9]{0,21})?([eE][+-]?[0-9]{1,3})?|[0-9]{1,6}\\.[0-9]{1,6}|0*[1-9][0-9]{13,16}(\\.[0-9]0*)?",
+            max_scale in 0u32..=4,
+            allow_exponent in any::<bool>(),
+        ) {
+            let fast = parse_decimal(&text, max_scale, allow_exponent).map(|d| d.serialize());
+            let general = parse_decimal_general(&text, max_scale, allow_exponent).map(|d| d.serialize());
+            prop_assert_eq!(fast, general, "{}", text);
         }
 
         #[test]

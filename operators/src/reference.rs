@@ -250,7 +250,11 @@ pub fn check_hts(s: &str, lengths: &[usize]) -> Result<(), String> {
         let want = lengths.iter().map(usize::to_string).collect::<Vec<_>>().join(" or ");
         return Err(format!("\"{}\" has {} digits; expected {want}", clip(s), s.len()));
     }
-    let chapter: u32 = s[..2].parse().unwrap_or(0);
+    // Digits only (checked above): the first two are the chapter.
+    let chapter = match s.as_bytes() {
+        [a, b, ..] => u32::from(a - b'0') * 10 + u32::from(b - b'0'),
+        _ => 0,
+    };
     if chapter == 0 || chapter == 77 || chapter > 97 {
         return Err(format!(
             "\"{s}\" is in chapter {:02}; goods are classified in chapters 01 to 97 (77 is reserved)",

@@ -8,6 +8,7 @@
 
 use crate::duty::Duty;
 use crate::model::{Category, Header, Package};
+use crate::money::less_than_product;
 use crate::rates::{Basis, RateBook};
 use crate::table::{parse_dec, DataError, DataFile};
 use ahash::AHashMap;
@@ -186,6 +187,9 @@ pub struct RiskConfig {
     under_min_weight: Decimal,
     /// USD per kg by HTS chapter (index 1..=97); index 0 is the default.
     norms: [Decimal; 98],
+    /// The norm [`RiskConfig::norm_for`] picks times `under_fraction`, by chapter index (0: the
+    /// default), multiplied once at load.
+    under_norms: [Decimal; 98],
     vague_points: u8,
     vague_words: Vec<String>,
     gift_points: u8,
@@ -272,12 +276,18 @@ impl RiskConfig {
                 "a default row (hts_chapter *) with a positive usd_per_kg is required",
             ));
         }
+        let under_fraction = dec(&doc.undervaluation.fraction_of_norm, "undervaluation.fraction_of_norm")?;
+        let under_norms = std::array::from_fn(|c| {
+            let norm = if norms[c].is_zero() { norms[0] } else { norms[c] };
+            norm * under_fraction
+        });
         Ok(RiskConfig {
             tiers: doc.tiers.clone(),
             transshipment_points: doc.transshipment.points,
             rate_gap: dec(&doc.transshipment.rate_gap, "transshipment.rate_gap")?,
             rate_gap_points: doc.transshipment.rate_gap_points,
-            under_fraction: dec(&doc.undervaluation.fraction_of_norm, "undervaluation.fraction_of_norm")?,
+            under_fraction,
+            under_norms,
             under_points: doc.undervaluation.points,
             under_min_weight: dec(&doc.undervaluation.min_weight_kg, "undervaluation.min_weight_kg")?,
             norms,
@@ -314,14 +324,12 @@ impl RiskConfig {
         any_word
     }
 
-    fn norm_for(&self, hts: Option<&str>) -> Decimal {
-        let chapter = hts
-            .and_then(|h| h.get(..2))
-            .and_then(|c| c.parse::<usize>().ok())
-            .filter(|c| (1..=97).contains(c));
-        match chapter.map(|c| self.norms[c]) {
-            Some(n) if !n.is_zero() => n,
-            _ => self.norms[0],
+    /// The value norm (USD per kg) of the goods of an HTS number: its chapter's, else the
+    /// default.
+    pub fn norm_for(&self, hts: Option<&str>) -> Decimal {
+        match self.norms[chapter_index(hts)] {
+            n if n.is_zero() => self.norms[0],
+            n => n,
         }
     }
 
@@ -353,7 +361,8 @@ impl RiskConfig {
         // Undervaluation: value per kg far below the norm of the goods' HTS chapter.
         if let Some(w) = pkg.weight_kg.filter(|w| *w >= self.under_min_weight) {
             let main = pkg.items.iter().max_by_key(|i| i.value_usd).and_then(|i| i.hts);
-            if duty.value_usd < self.norm_for(main) * self.under_fraction * w {
+            // value < norm × fraction × w, the product multiplied left to right as written.
+            if less_than_product(duty.value_usd, self.under_norms[chapter_index(main)], w) {
                 risk.add(Reason::Undervaluation, self.under_points);
             }
         }
@@ -372,6 +381,14 @@ impl RiskConfig {
     pub fn split_min(&self) -> u32 {
         self.split_min
     }
+}
+
+/// The chapter of an HTS number as an index into the norms (1 to 97), or 0 (the default).
+fn chapter_index(hts: Option<&str>) -> usize {
+    hts.and_then(|h| h.get(..2))
+        .and_then(|c| c.parse::<usize>().ok())
+        .filter(|c| (1..=97).contains(c))
+        .unwrap_or(0)
 }
 
 #[derive(Debug, Clone, Copy, Default)]

@@ -10,7 +10,7 @@ use crate::calendar::{eastern_date, parse_rfc3339};
 use crate::decode::{clip, Field, Json, Part, RawItem, RawItems, RawManifest, RawPackage};
 use crate::error::{Code, Issue, Issues, Path};
 use crate::model::{account_key, Category, Header, Item, Package};
-use crate::money::{parse_decimal, round_cents, AmountError};
+use crate::money::{mul_round_cents, parse_decimal, round_cents, AmountError};
 use crate::rates::{Basis, Method, Month};
 use crate::reference::{check_hts, check_s10, is_port, CodeType, S10Error};
 use crate::Operators;
@@ -23,7 +23,18 @@ const MAX_WEIGHT_KG: Decimal = Decimal::from_parts(1000, 0, 0, false, 0);
 const MAX_QUANTITY: u64 = 1_000_000;
 
 /// A required string: reports missing, null, empty or wrongly typed values.
+#[inline]
 fn required_str<'a>(f: Field<'a>, path: Path<'_>, name: &str, issues: &mut Issues) -> Option<&'a str> {
+    match f {
+        Some(Json::Str(s)) if !is_blank(s) => Some(s),
+        _ => required_str_problem(f, path, name, issues),
+    }
+}
+
+/// The reports of [`required_str`], out of the common path.
+#[cold]
+#[inline(never)]
+fn required_str_problem<'a>(f: Field<'a>, path: Path<'_>, name: &str, issues: &mut Issues) -> Option<&'a str> {
     match f {
         None => {
             issues.push(Code::MissingField, path, format!("{name} is missing"));
@@ -788,7 +799,7 @@ fn item<'a>(
         quantity,
         value,
         currency,
-        value_usd: round_cents(value * usd_per_unit),
+        value_usd: mul_round_cents(value, usd_per_unit),
         rate,
     })
 }
