@@ -62,6 +62,9 @@ pub struct RunConfig {
     pub max_backlog: u64,
     pub compression: String,
     pub service_pid: Option<u32>,
+    /// A file the service's pid will be written to, for a service started during the run
+    /// (the backlog test starts it once the backlog is produced).
+    pub service_pid_file: Option<PathBuf>,
     pub broker_pid: Option<u32>,
     /// Give up when no output arrived for this long while packages are outstanding.
     pub idle_timeout: Duration,
@@ -356,6 +359,16 @@ fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
+impl RunConfig {
+    /// The service's pid: given, or read from the pid file once it holds one.
+    fn service_pid(&self) -> Option<u32> {
+        self.service_pid.or_else(|| {
+            let text = std::fs::read_to_string(self.service_pid_file.as_ref()?).ok()?;
+            text.trim().parse().ok()
+        })
+    }
+}
+
 pub fn run(cfg: RunConfig) -> Result<bool> {
     if cfg.packages.is_none() && cfg.duration.is_none() {
         bail!("give --packages or --duration (or both): the run must be bounded");
@@ -406,12 +419,13 @@ pub fn run(cfg: RunConfig) -> Result<bool> {
         if !producing && produce_end.is_none() {
             produce_end = Some(t);
         }
+        let service_pid = cfg.service_pid();
         if tick >= next_proc_sample {
             next_proc_sample = tick + 5;
             let p = ProcSample {
                 t,
-                rss_kib: cfg.service_pid.and_then(rss_kib),
-                service_cpu: cfg.service_pid.and_then(cpu_seconds),
+                rss_kib: service_pid.and_then(rss_kib),
+                service_cpu: service_pid.and_then(cpu_seconds),
                 broker_cpu: cfg.broker_pid.and_then(cpu_seconds),
                 self_cpu: cpu_seconds(self_pid),
             };
@@ -437,11 +451,8 @@ pub fn run(cfg: RunConfig) -> Result<bool> {
         if !producing && done >= produced {
             break false;
         }
-        if cfg.service_pid.is_some_and(|pid| rss_kib(pid).is_none()) {
-            eprintln!(
-                "\ndutyflow-loadtest: the service (pid {}) exited",
-                cfg.service_pid.unwrap_or(0)
-            );
+        if let Some(pid) = service_pid.filter(|&pid| rss_kib(pid).is_none()) {
+            eprintln!("\ndutyflow-loadtest: the service (pid {pid}) exited");
             break true;
         }
         let outstanding = produced > done;
@@ -505,7 +516,7 @@ pub fn run(cfg: RunConfig) -> Result<bool> {
             "seed": cfg.seed,
             "max_backlog": cfg.max_backlog,
             "compression": cfg.compression,
-            "service_pid": cfg.service_pid,
+            "service_pid": cfg.service_pid(),
         },
         "complete": !timed_out && total_done >= produced,
         "produced": {

@@ -56,6 +56,10 @@ enum Command {
         /// Process whose memory (VmRSS) and CPU are sampled every second.
         #[arg(long)]
         service_pid: Option<u32>,
+        /// Read the pid of the process to sample from this file, once it exists (for a service
+        /// started during the run).
+        #[arg(long, value_name = "FILE")]
+        service_pid_file: Option<PathBuf>,
         /// The broker's process, for its CPU use.
         #[arg(long)]
         broker_pid: Option<u32>,
@@ -108,6 +112,7 @@ fn main() -> ExitCode {
             max_backlog,
             compression,
             service_pid,
+            service_pid_file,
             broker_pid,
             idle_timeout,
             input_topic,
@@ -130,6 +135,7 @@ fn main() -> ExitCode {
             max_backlog,
             compression,
             service_pid,
+            service_pid_file,
             broker_pid,
             idle_timeout: Duration::from_secs(idle_timeout),
             report,
