@@ -97,6 +97,16 @@ enum Command {
         #[arg(long, default_value_t = 500)]
         fetch_wait_max_ms: u32,
     },
+    /// Create topics on a broker (an existing topic is left as it is).
+    CreateTopics {
+        #[arg(long)]
+        brokers: String,
+        #[arg(long, default_value_t = 16)]
+        partitions: i32,
+        /// Topic names.
+        #[arg(required = true)]
+        topics: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -157,10 +167,44 @@ fn main() -> ExitCode {
             fetch_wait_max_ms,
         })
         .map(|()| ExitCode::SUCCESS),
+        Command::CreateTopics {
+            brokers,
+            partitions,
+            topics,
+        } => create_topics(&brokers, partitions, &topics).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|e| {
         let causes: Vec<String> = e.chain().map(ToString::to_string).collect();
         eprintln!("dutyflow-loadtest: {}", causes.join(": "));
         ExitCode::from(2)
     })
+}
+
+/// Creates `topics` with `partitions` partitions each, replication 1, through the Kafka admin API.
+fn create_topics(brokers: &str, partitions: i32, topics: &[String]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::types::RDKafkaErrorCode;
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .context("cannot create the Kafka admin client")?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let results = runtime
+        .block_on(admin.create_topics(&new, &options))
+        .context("the broker did not answer the topic creation")?;
+    for result in results {
+        match result {
+            Ok(topic) => println!("created {topic} ({partitions} partitions)"),
+            Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => println!("{topic} exists already"),
+            Err((topic, code)) => anyhow::bail!("cannot create {topic}: {code}"),
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# The backlog test: `dutyflow run` starting with a backlog of PACKAGES (10 million) already in the
+# broker, drained flat out; reports the drain rate and the service's memory over the drain.
+#
+#   scripts/install-tansu.sh        # once: the broker, ~11 minutes to build
+#   CARGO_TARGET_DIR=/work/target-bench cargo build --release -p dutyflow -p dutyflow-loadtest
+#   BIN_DIR=/work/target-bench/release loadtest/backlog.sh [OUT_DIR]
+#
+# The embedded mock broker keeps ~5 MB per partition, far from 10 million packages (~4.8 GB of
+# JSON), so this test runs on Tansu, a Kafka-compatible broker that keeps its log on disk
+# (SQLite, OUT_DIR/tansu.db). Steps:
+#   1. start Tansu and create the topics (PARTITIONS each);
+#   2. produce PACKAGES packages flat out with no service running (`dutyflow-loadtest run`,
+#      no backlog bound), which also reads the outputs and samples the service once it runs;
+#   3. once everything is produced, start `dutyflow run` (SQLite store) and let it drain.
+# The report (OUT_DIR/backlog.json) has the drain's packages/s (steady window: 5 % to 95 % of
+# the packages done) and the service's RSS every second (service.rss_series_mib).
+#
+# Environment: BIN_DIR, TANSU (tansu on PATH), PACKAGES (10000000), PARTITIONS (16),
+# PORT (19092), SEED (2030), DUTYFLOW_* (passed to the service).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+BIN_DIR=${BIN_DIR:-${CARGO_TARGET_DIR:-$here/target}/release}
+TANSU=${TANSU:-tansu}
+PACKAGES=${PACKAGES:-10000000}
+PARTITIONS=${PARTITIONS:-16}
+PORT=${PORT:-19092}
+SEED=${SEED:-2030}
+OUT=${1:-/tmp/dutyflow-backlog-$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+dutyflow=$BIN_DIR/dutyflow
+loadtest=$BIN_DIR/dutyflow-loadtest
+for b in "$dutyflow" "$loadtest"; do
+    [ -x "$b" ] || { echo "backlog.sh: $b not found; build with cargo build --release -p dutyflow -p dutyflow-loadtest and set BIN_DIR" >&2; exit 2; }
+done
+command -v "$TANSU" >/dev/null || { echo "backlog.sh: $TANSU not found; run scripts/install-tansu.sh" >&2; exit 2; }
+
+started=()
+stop() { # stop PID: TERM, then KILL after 15 s
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 150); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+cleanup() {
+    local i
+    for ((i = ${#started[@]} - 1; i >= 0; i--)); do stop "${started[i]}"; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+brokers=127.0.0.1:$PORT
+echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); output in $OUT"
+rm -f "$OUT"/tansu.db* "$OUT"/store.db* "$OUT"/service.pid
+(cd "$OUT" && exec "$TANSU" broker --listener-url "tcp://$brokers" --advertised-listener-url "tcp://$brokers" \
+    --storage-engine sqlite://tansu.db >"$OUT/tansu.log" 2>&1) &
+tansu_pid=$!
+started+=("$tansu_pid")
+for i in $(seq 100); do
+    "$loadtest" create-topics --brokers "$brokers" --partitions "$PARTITIONS" manifests assessments manifests.dlq \
+        >"$OUT/topics.log" 2>&1 && break
+    [ "$i" = 100 ] && { echo "backlog.sh: Tansu did not come up:" >&2; cat "$OUT/topics.log" "$OUT/tansu.log" >&2; exit 1; }
+    sleep 0.3
+done
+echo "== Tansu at $brokers (pid $tansu_pid): $(tr '\n' ' ' <"$OUT/topics.log")"
+
+"$loadtest" run --brokers "$brokers" --broker-pid "$tansu_pid" --max-backlog 0 --packages "$PACKAGES" --seed "$SEED" \
+    --idle-timeout 1800 --service-pid-file "$OUT/service.pid" --label backlog --report "$OUT/backlog.json" \
+    2>"$OUT/loadtest.progress" &
+loadtest_pid=$!
+started+=("$loadtest_pid")
+produced() { tr '\r' '\n' <"$OUT/loadtest.progress" | grep -o 'produced *[0-9]*' | tail -1 | grep -o '[0-9]*$' || echo 0; }
+t0=$(date +%s)
+until [ "$(produced)" -ge "$PACKAGES" ]; do
+    kill -0 "$loadtest_pid" 2>/dev/null || { echo "backlog.sh: the load test stopped while producing" >&2; tail -c 2000 "$OUT/loadtest.progress" >&2; exit 1; }
+    sleep 2
+done
+echo "== $PACKAGES packages produced in $(($(date +%s) - t0)) s; starting the service"
+
+DUTYFLOW_KAFKA_BROKERS=$brokers DUTYFLOW_KAFKA_GROUP_ID=dutyflow-backlog \
+    DUTYFLOW_STORE_URL="sqlite://$OUT/store.db" DUTYFLOW_METRICS_LISTEN="" \
+    DUTYFLOW_CONFIG_DIR=${DUTYFLOW_CONFIG_DIR:-$here/config} \
+    "$dutyflow" run >"$OUT/service.log" 2>&1 &
+service_pid=$!
+started+=("$service_pid")
+echo "$service_pid" >"$OUT/service.pid"
+status=0
+wait "$loadtest_pid" || status=$?
+tr '\r' '\n' <"$OUT/loadtest.progress" | tail -3
+jq '{complete, produced: .produced.packages, done: .done.packages, missing: .done.missing_packages,
+     drain_packages_per_s: .throughput.steady_packages_per_s, rss_max_mib: .service.rss_max_mib,
+     rss_steady_halves_mib: [.service.rss_steady_first_half_max_mib, .service.rss_steady_second_half_max_mib],
+     service_cpu_cores: .service.cpu_cores_steady, broker_cpu_cores: .broker_cpu_cores_steady}' "$OUT/backlog.json" \
+    | tee "$OUT/summary.json"
+exit "$status"
