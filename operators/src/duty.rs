@@ -4,7 +4,7 @@
 //! lines plus fees; exempt packages are assessed too, at zero, with the reason.
 
 use crate::model::{Category, Header, Package};
-use crate::money::{mul_round_cents, round_cents, sum_money};
+use crate::money::{cmp_amounts, mul_round_cents, round_cents, sum_money};
 use crate::rates::{Method, Regime};
 use crate::reference::Country;
 use rust_decimal::Decimal;
@@ -58,7 +58,7 @@ pub fn assess<'a>(regimes: &[Regime], header: &Header<'_>, pkg: &Package<'a>) ->
     let value_usd = pkg.value_usd();
     let exemption = match pkg.category {
         Category::Documents => Some(Exemption::Documents),
-        Category::Gift if value_usd <= regime.gift_exemption_usd => Some(Exemption::Gift),
+        Category::Gift if cmp_amounts(value_usd, regime.gift_exemption_usd).is_le() => Some(Exemption::Gift),
         _ => None,
     };
     let mut lines: Vec<Line<'a>> = pkg

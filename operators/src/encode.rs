@@ -148,8 +148,39 @@ pub fn manifest_part(out: &mut Vec<u8>, m: &ManifestOutcome<'_>) {
     }
 }
 
+/// JSON text that is the same for every package of a manifest, escaped once: the regime's
+/// id and the rates version of the duty object.
+#[derive(Debug, Default)]
+pub struct ManifestText {
+    regime: Option<(usize, Vec<u8>)>,
+    rates_version: Vec<u8>,
+}
+
+impl ManifestText {
+    fn regime(&mut self, ops: &Operators, ri: usize) -> &[u8] {
+        if self.regime.as_ref().is_none_or(|(r, _)| *r != ri) {
+            let mut text = Vec::new();
+            write_str(&mut text, &ops.rates.regimes[ri].id);
+            self.regime = Some((ri, text));
+        }
+        self.regime.as_ref().map_or(&[], |(_, text)| text)
+    }
+
+    fn rates_version(&mut self, ops: &Operators) -> &[u8] {
+        if self.rates_version.is_empty() {
+            write_str(&mut self.rates_version, &ops.rates.version);
+        }
+        &self.rates_version
+    }
+}
+
 /// The rest of the assessment of one package, after [`manifest_part`].
 pub fn package_part(out: &mut Vec<u8>, ops: &Operators, p: &PackageOutcome<'_>) {
+    package_part_with(out, ops, p, &mut ManifestText::default());
+}
+
+/// [`package_part`], with the text shared by the packages of one manifest.
+pub fn package_part_with(out: &mut Vec<u8>, ops: &Operators, p: &PackageOutcome<'_>, text: &mut ManifestText) {
     out.extend_from_slice(b",\"tracking_number\":");
     write_opt_str(out, p.package.tracking_number);
     out.extend_from_slice(if p.accepted() {
@@ -186,7 +217,7 @@ pub fn package_part(out: &mut Vec<u8>, ops: &Operators, p: &PackageOutcome<'_>) 
     match &p.duty {
         Some(d) => {
             out.extend_from_slice(b"{\"regime\":");
-            write_str(out, &ops.rates.regimes[d.regime].id);
+            out.extend_from_slice(text.regime(ops, d.regime));
             out.extend_from_slice(b",\"method\":\"");
             out.extend_from_slice(d.method.as_str().as_bytes());
             out.push(b'"');
@@ -196,7 +227,7 @@ pub fn package_part(out: &mut Vec<u8>, ops: &Operators, p: &PackageOutcome<'_>) 
                 out.push(b'"');
             }
             out.extend_from_slice(b",\"rates_version\":");
-            write_str(out, &ops.rates.version);
+            out.extend_from_slice(text.rates_version(ops));
             out.extend_from_slice(b",\"lines\":[");
             for (i, l) in d.lines.iter().enumerate() {
                 if i > 0 {

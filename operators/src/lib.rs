@@ -149,11 +149,12 @@ impl Operators {
                 let start = out.len();
                 encode::manifest_part(out, m);
                 let end = out.len();
+                let mut text = encode::ManifestText::default();
                 for (i, p) in m.packages.iter().enumerate() {
                     if i > 0 {
                         out.extend_from_within(start..end);
                     }
-                    encode::package_part(out, self, p);
+                    encode::package_part_with(out, self, p, &mut text);
                     out.push(b'\n');
                 }
                 if m.packages.is_empty() {

@@ -104,6 +104,17 @@ pub fn account_key(parts: &[&str]) -> u64 {
     let mut h: u64 = FNV_OFFSET;
     for part in parts {
         let bytes = part.as_bytes();
+        if part.is_ascii() {
+            for &b in bytes {
+                // The same byte Unicode lowercasing gives for an ASCII char (0: not kept).
+                let lower = ASCII_KEY[usize::from(b)];
+                if lower != 0 {
+                    h = fnv(h, lower);
+                }
+            }
+            h = fnv(h, 0x1f);
+            continue;
+        }
         let mut i = 0;
         while let Some(&b) = bytes.get(i) {
             if b.is_ascii() {
@@ -129,9 +140,10 @@ pub fn account_key(parts: &[&str]) -> u64 {
     h
 }
 
-/// For each ASCII byte: itself lowercased if alphanumeric, else 0.
-const ASCII_KEY: [u8; 128] = {
-    let mut t = [0u8; 128];
+/// For each ASCII byte: itself lowercased if alphanumeric, else 0 (and 0 for every other
+/// byte, so any `u8` indexes it).
+const ASCII_KEY: [u8; 256] = {
+    let mut t = [0u8; 256];
     let mut b = 0;
     while b < 128 {
         let c = b as u8;

@@ -303,6 +303,22 @@ pub fn less_than_product(a: Decimal, x: Decimal, y: Decimal) -> bool {
     a < x * y
 }
 
+/// `a.cmp(&b)` for `Decimal`s: by integers when both are non-negative with mantissas below
+/// 2^64 and scales up to 19 (brought to one scale, both sides fit in `u128`), else by
+/// rust_decimal.
+#[inline]
+pub fn cmp_amounts(a: Decimal, b: Decimal) -> std::cmp::Ordering {
+    if !a.is_sign_negative() && !b.is_sign_negative() && a.scale() <= 19 && b.scale() <= 19 {
+        if let (Ok(ma), Ok(mb)) = (u64::try_from(a.mantissa()), u64::try_from(b.mantissa())) {
+            let scale = a.scale().max(b.scale());
+            let left = u128::from(ma) * POW10[(scale - a.scale()) as usize];
+            let right = u128::from(mb) * POW10[(scale - b.scale()) as usize];
+            return left.cmp(&right);
+        }
+    }
+    a.cmp(&b)
+}
+
 /// `10^i` for every scale a `Decimal` can have.
 const POW10: [u128; 29] = {
     let mut t = [1u128; 29];
@@ -339,11 +355,36 @@ pub fn sum_money(amounts: impl Iterator<Item = Decimal> + Clone) -> Decimal {
 /// Appends `d` with exactly two decimal places.
 #[inline]
 pub fn write_money(out: &mut Vec<u8>, d: Decimal) {
+    if d.scale() == 2 && !d.is_sign_negative() {
+        if let Ok(cents) = u64::try_from(d.mantissa()) {
+            write_cents(out, cents);
+            return;
+        }
+    }
     let mut d = d;
     if d.scale() != 2 {
         d.rescale(2);
     }
     write_decimal(out, d);
+}
+
+/// Appends an amount of `cents` as `units.cc` (what [`write_decimal`] writes for a
+/// non-negative `Decimal` of scale 2).
+#[inline]
+fn write_cents(out: &mut Vec<u8>, cents: u64) {
+    let mut buf = [b'0'; 48];
+    let mut i = buf.len() - 2;
+    let r = (cents % 100) as usize;
+    buf[i..].copy_from_slice(&PAIRS[2 * r..2 * r + 2]);
+    i -= 1;
+    buf[i] = b'.';
+    let units = cents / 100;
+    if units == 0 {
+        i -= 1;
+    } else {
+        write_digits_u64(&mut buf, &mut i, units);
+    }
+    out.extend_from_slice(&buf[i..]);
 }
 
 /// Appends `d` as written by its own scale (rates: `0.10`, `0.165`).
@@ -401,15 +442,17 @@ pub fn write_decimal(out: &mut Vec<u8>, d: Decimal) {
     out.extend_from_slice(&buf[i..]);
 }
 
-/// Writes the decimal digits of `v` right to left, ending at `buf[*i]` (exclusive); `0` writes
-/// no digit (the buffer's leading zeros supply it).
-#[inline]
-fn write_digits_u64(buf: &mut [u8; 48], i: &mut usize, mut v: u64) {
-    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+/// The two digits of every number below 100.
+const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
 2021222324252627282930313233343536373839\
 4041424344454647484950515253545556575859\
 6061626364656667686970717273747576777879\
 8081828384858687888990919293949596979899";
+
+/// Writes the decimal digits of `v` right to left, ending at `buf[*i]` (exclusive); `0` writes
+/// no digit (the buffer's leading zeros supply it).
+#[inline]
+fn write_digits_u64(buf: &mut [u8; 48], i: &mut usize, mut v: u64) {
     while v >= 100 {
         let r = (v % 100) as usize;
         v /= 100;
@@ -627,6 +670,35 @@ mod tests {
                 let y = Decimal::new(my.rem_euclid(1000), 1);
                 prop_assert_eq!(less_than_product(product, x, y), false);
             }
+        }
+
+        #[test]
+        fn write_money_matches_write_decimal(m in prop_oneof![0i64..1_000_000, any::<i64>()], scale in 0u32..=4) {
+            let d = Decimal::new(m, scale);
+            let mut want = d;
+            want.rescale(2);
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            write_money(&mut a, d);
+            write_decimal(&mut b, want);
+            prop_assert_eq!(a, b);
+        }
+
+        #[test]
+        fn cmp_amounts_is_the_decimal_order(
+            ma in prop_oneof![0i64..100_000, any::<i64>()],
+            sa in 0u32..=28,
+            mb in prop_oneof![0i64..100_000, any::<i64>()],
+            sb in 0u32..=28,
+            hi in prop_oneof![Just(0u32), any::<u32>()],
+        ) {
+            let a = Decimal::new(ma, sa);
+            let b = Decimal::from_parts(mb as u32, (mb >> 32) as u32, hi, mb < 0, sb);
+            prop_assert_eq!(cmp_amounts(a, b), a.cmp(&b));
+            prop_assert_eq!(cmp_amounts(b, a), b.cmp(&a));
+            // The same value at another scale.
+            let mut c = a;
+            c.rescale(sa.saturating_add(3).min(28));
+            prop_assert_eq!(cmp_amounts(a, c), a.cmp(&c));
         }
 
         #[test]

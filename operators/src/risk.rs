@@ -8,7 +8,7 @@
 
 use crate::duty::Duty;
 use crate::model::{Category, Header, Package};
-use crate::money::less_than_product;
+use crate::money::{cmp_amounts, less_than_product};
 use crate::rates::{Basis, RateBook};
 use crate::table::{parse_dec, DataError, DataFile};
 use ahash::AHashMap;
@@ -182,16 +182,17 @@ pub struct RiskConfig {
     transshipment_points: u8,
     rate_gap: Decimal,
     rate_gap_points: u8,
-    under_fraction: Decimal,
     under_points: u8,
     under_min_weight: Decimal,
     /// USD per kg by HTS chapter (index 1..=97); index 0 is the default.
     norms: [Decimal; 98],
-    /// The norm [`RiskConfig::norm_for`] picks times `under_fraction`, by chapter index (0: the
+    /// The norm [`RiskConfig::norm_for`] picks times `undervaluation.fraction_of_norm`, by chapter index (0: the
     /// default), multiplied once at load.
     under_norms: [Decimal; 98],
     vague_points: u8,
     vague_words: Vec<String>,
+    /// The same words by length in bytes (index), for ASCII descriptions.
+    vague_by_len: Vec<Vec<String>>,
     gift_points: u8,
     split_min: u32,
     split_points: u8,
@@ -281,18 +282,25 @@ impl RiskConfig {
             let norm = if norms[c].is_zero() { norms[0] } else { norms[c] };
             norm * under_fraction
         });
+        let vague_words: Vec<String> = doc.vague_description.words.iter().map(|w| w.to_lowercase()).collect();
         Ok(RiskConfig {
             tiers: doc.tiers.clone(),
             transshipment_points: doc.transshipment.points,
             rate_gap: dec(&doc.transshipment.rate_gap, "transshipment.rate_gap")?,
             rate_gap_points: doc.transshipment.rate_gap_points,
-            under_fraction,
             under_norms,
             under_points: doc.undervaluation.points,
             under_min_weight: dec(&doc.undervaluation.min_weight_kg, "undervaluation.min_weight_kg")?,
             norms,
             vague_points: doc.vague_description.points,
-            vague_words: doc.vague_description.words.iter().map(|w| w.to_lowercase()).collect(),
+            vague_by_len: vague_words.iter().fold(Vec::new(), |mut by_len: Vec<Vec<String>>, w| {
+                if by_len.len() <= w.len() {
+                    by_len.resize(w.len() + 1, Vec::new());
+                }
+                by_len[w.len()].push(w.clone());
+                by_len
+            }),
+            vague_words,
             gift_points: doc.gift_above_exemption.points,
             split_min: doc.split_shipment.min_packages.max(2),
             split_points: doc.split_shipment.points,
@@ -308,6 +316,39 @@ impl RiskConfig {
 
     /// A description made only of vague words (and digits or punctuation).
     pub fn is_vague(&self, description: &str) -> bool {
+        if !description.is_ascii() {
+            return self.is_vague_unicode(description);
+        }
+        // ASCII: words are the runs of ASCII alphanumerics (what `char::is_alphanumeric`
+        // gives on ASCII), so no char decoding; most descriptions stop at their first word.
+        let b = description.as_bytes();
+        let mut any_word = false;
+        let mut i = 0;
+        while i < b.len() {
+            if !b[i].is_ascii_alphanumeric() {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < b.len() && b[i].is_ascii_alphanumeric() {
+                i += 1;
+            }
+            let token = &b[start..i];
+            if token.iter().all(u8::is_ascii_digit) {
+                continue;
+            }
+            // Only words of the token's length can be equal to it.
+            let same_length = self.vague_by_len.get(token.len()).map_or(&[][..], Vec::as_slice);
+            if !same_length.iter().any(|w| w.as_bytes().eq_ignore_ascii_case(token)) {
+                return false;
+            }
+            any_word = true;
+        }
+        any_word
+    }
+
+    /// [`RiskConfig::is_vague`] for any text.
+    fn is_vague_unicode(&self, description: &str) -> bool {
         let mut any_word = false;
         for token in description
             .split(|c: char| !c.is_alphanumeric())
@@ -359,8 +400,13 @@ impl RiskConfig {
             }
         }
         // Undervaluation: value per kg far below the norm of the goods' HTS chapter.
-        if let Some(w) = pkg.weight_kg.filter(|w| *w >= self.under_min_weight) {
-            let main = pkg.items.iter().max_by_key(|i| i.value_usd).and_then(|i| i.hts);
+        if let Some(w) = pkg.weight_kg.filter(|w| cmp_amounts(*w, self.under_min_weight).is_ge()) {
+            // The last of the most valuable lines, as `max_by_key` picks it.
+            let main = pkg
+                .items
+                .iter()
+                .max_by(|a, b| cmp_amounts(a.value_usd, b.value_usd))
+                .and_then(|i| i.hts);
             // value < norm × fraction × w, the product multiplied left to right as written.
             if less_than_product(duty.value_usd, self.under_norms[chapter_index(main)], w) {
                 risk.add(Reason::Undervaluation, self.under_points);
@@ -491,5 +537,48 @@ impl AccountHistory {
     /// Number of shippers currently remembered.
     pub fn shippers(&self) -> usize {
         self.newest.len() + self.oldest.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn config() -> RiskConfig {
+        RiskConfig::load(&crate::config_dir_for_tests()).unwrap()
+    }
+
+    #[test]
+    fn vague_descriptions() {
+        let cfg = config();
+        for (text, vague) in [
+            ("Gift", true),
+            ("gifts, 2 PARTS", true),
+            ("3 samples!", true),
+            ("3 x sample!", false),
+            ("123", false),
+            ("", false),
+            ("Toy car set", false),
+            ("gift\u{e9}", false),
+            ("gift\u{a0}items", true),
+        ] {
+            assert_eq!(cfg.is_vague(text), vague, "{text:?}");
+            assert_eq!(cfg.is_vague_unicode(text), vague, "{text:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn ascii_words_are_split_as_unicode_words(
+            words in proptest::collection::vec(prop_oneof![
+                Just("gift".to_string()), Just("Parts".to_string()), Just("ITEMS".to_string()),
+                "[0-9]{1,3}", "[a-zA-Z]{1,6}", "[ -/:-@\\[-`{-~]{1,3}",
+            ], 0..6),
+        ) {
+            let text = words.concat();
+            let cfg = config();
+            prop_assert_eq!(cfg.is_vague(&text), cfg.is_vague_unicode(&text), "{:?}", text);
+        }
     }
 }

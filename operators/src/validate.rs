@@ -10,7 +10,7 @@ use crate::calendar::{eastern_date, parse_rfc3339};
 use crate::decode::{clip, Field, Json, Part, RawItem, RawItems, RawManifest, RawPackage};
 use crate::error::{Code, Issue, Issues, Path};
 use crate::model::{account_key, Category, Header, Item, Package};
-use crate::money::{mul_round_cents, parse_decimal, round_cents, AmountError};
+use crate::money::{cmp_amounts, mul_round_cents, parse_decimal, round_cents, AmountError};
 use crate::rates::{Basis, Method, Month};
 use crate::reference::{check_hts, check_s10, is_port, CodeType, S10Error};
 use crate::Operators;
@@ -532,7 +532,7 @@ pub fn package<'a>(
             Ok(w) if w.is_zero() => {
                 issues.push(Code::InvalidWeight, p("weight_kg"), "weight_kg must be greater than 0")
             }
-            Ok(w) if w > MAX_WEIGHT_KG => issues.push(
+            Ok(w) if cmp_amounts(w, MAX_WEIGHT_KG).is_gt() => issues.push(
                 Code::InvalidWeight,
                 p("weight_kg"),
                 format!("weight_kg {w} is above {MAX_WEIGHT_KG} kg; is it in grams?"),
@@ -587,7 +587,7 @@ pub fn package<'a>(
     if issues.is_empty() && h.errors.is_empty() {
         let total = pkg.value_usd();
         if let Some(max) = regime.and_then(|r| r.max_package_value_usd) {
-            if total > max {
+            if cmp_amounts(total, max).is_gt() {
                 issues.push(
                     Code::ValueAbovePostalLimit,
                     p("items"),
