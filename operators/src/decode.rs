@@ -288,8 +288,11 @@ impl<'a> Doc<'_, 'a> {
             .iter()
             .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
             .unwrap_or(rest.len());
-        // ASCII digits and signs only: always valid UTF-8.
-        std::str::from_utf8(&rest[..len]).unwrap_or("")
+        let text = &rest[..len];
+        debug_assert!(text.is_ascii());
+        // SAFETY: `text` holds only the ASCII bytes matched above (digits, signs, `.`, `e`,
+        // `E`), and ASCII is valid UTF-8.
+        unsafe { std::str::from_utf8_unchecked(text) }
     }
 
     /// Byte offset of the opening quote of a string taken from the tape.

@@ -12,8 +12,7 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
-    // Without an early exit, so the check runs over whole vectors of bytes.
-    if !bytes.iter().fold(false, |any, &b| any | needs_escape(b)) {
+    if !any_needs_escape(bytes) {
         out.extend_from_slice(bytes);
         out.push(b'"');
         return;
@@ -46,6 +45,26 @@ fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
+/// Whether any byte needs escaping, eight bytes at a time: a word has a byte below 0x20, or
+/// equal to `"` or `\\`, exactly when these classic bit tests are non-zero (exact as yes/no
+/// answers for thresholds up to 0x80).
+#[inline]
+fn any_needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        if below(x, 0x20) | below(x ^ (ONES * u64::from(b'"')), 1) | below(x ^ (ONES * u64::from(b'\\')), 1) != 0 {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| needs_escape(b))
+}
+
 fn write_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
         Some(s) => write_str(out, s),
@@ -54,6 +73,10 @@ fn write_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
 }
 
 fn write_u32(out: &mut Vec<u8>, v: u32) {
+    if v < 10 {
+        out.push(b'0' + v as u8);
+        return;
+    }
     let mut buf = [0u8; 10];
     let mut i = buf.len();
     let mut v = v;
@@ -279,6 +302,24 @@ pub fn message_failure(out: &mut Vec<u8>, issue: &Issue) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_word_test_finds_exactly_the_bytes_to_escape() {
+        for b in 0..=255u8 {
+            for at in 0..17 {
+                let mut s = vec![b'a'; 17];
+                s[at] = b;
+                assert_eq!(any_needs_escape(&s), needs_escape(b), "{b} at {at}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_needs_escape_is_any_byte_needing_it(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..40)) {
+            proptest::prop_assert_eq!(any_needs_escape(&bytes), bytes.iter().any(|&b| needs_escape(b)));
+        }
+    }
 
     #[test]
     fn strings_are_escaped() {

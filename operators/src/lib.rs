@@ -25,7 +25,7 @@ use decode::Decoder;
 use outcome::{ManifestOutcome, Outcome, PackageOutcome};
 use rates::RateBook;
 use reference::Reference;
-use risk::{AccountHistory, RiskConfig};
+use risk::{AccountHistory, HistoryView, RiskConfig};
 use std::path::{Path, PathBuf};
 pub use table::DataError;
 
@@ -122,19 +122,22 @@ impl Operators {
             return;
         };
         let carrier = m.header.carrier.filter(|_| m.header.errors.is_empty());
-        let views: Vec<_> = m
-            .packages
-            .iter()
-            .map(|p| history.view(&self.risk, carrier, p.package.shipper_key))
-            .collect();
-        for (p, view) in m.packages.iter_mut().zip(views) {
+        // Every view is taken before this manifest's outcomes are recorded (a shipper may
+        // appear twice); the carrier is the same for every package.
+        let carrier_flagged = history.carrier_flagged(&self.risk, carrier);
+        for p in m.packages.iter_mut() {
             if let Some(risk) = p.risk.as_mut() {
+                let view = HistoryView {
+                    carrier_flagged,
+                    ..history.shipper_view(&self.risk, p.package.shipper_key)
+                };
                 AccountHistory::apply(&self.risk, view, risk);
             }
         }
         for p in &m.packages {
-            history.record(&self.risk, carrier, p.package.shipper_key, !p.accepted());
+            history.record_shipper(&self.risk, p.package.shipper_key, !p.accepted());
         }
+        history.record_carrier(&self.risk, carrier, m.packages.iter().map(|p| !p.accepted()));
     }
 
     /// Writes every assessment of a message, one JSON object per line.

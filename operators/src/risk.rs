@@ -339,7 +339,12 @@ impl RiskConfig {
             }
             // Only words of the token's length can be equal to it.
             let same_length = self.vague_by_len.get(token.len()).map_or(&[][..], Vec::as_slice);
-            if !same_length.iter().any(|w| w.as_bytes().eq_ignore_ascii_case(token)) {
+            // The words are lowercase: the first byte settles most comparisons.
+            let first = token[0].to_ascii_lowercase();
+            if !same_length
+                .iter()
+                .any(|w| w.as_bytes()[0] == first && w.as_bytes().eq_ignore_ascii_case(token))
+            {
                 return false;
             }
             any_word = true;
@@ -484,14 +489,27 @@ impl Default for AccountHistory {
 impl AccountHistory {
     /// Looks up a package's accounts without changing anything.
     pub fn view(&self, cfg: &RiskConfig, carrier: Option<&str>, shipper: Option<u64>) -> HistoryView {
+        HistoryView {
+            carrier_flagged: self.carrier_flagged(cfg, carrier),
+            ..self.shipper_view(cfg, shipper)
+        }
+    }
+
+    /// [`AccountHistory::view`] of the shipper alone (`carrier_flagged` false).
+    pub fn shipper_view(&self, cfg: &RiskConfig, shipper: Option<u64>) -> HistoryView {
         let shipper_stats = shipper.and_then(|k| self.newest.get(&k).or_else(|| self.oldest.get(&k)));
         HistoryView {
             first_time_shipper: shipper.is_some() && shipper_stats.is_none(),
             shipper_flagged: shipper_stats.is_some_and(|s| s.flags(&cfg.shipper_rule)),
-            carrier_flagged: carrier
-                .and_then(|c| self.carriers.get(c))
-                .is_some_and(|s| s.flags(&cfg.carrier_rule)),
+            carrier_flagged: false,
         }
+    }
+
+    /// Whether the carrier's rejection rate flags its packages.
+    pub fn carrier_flagged(&self, cfg: &RiskConfig, carrier: Option<&str>) -> bool {
+        carrier
+            .and_then(|c| self.carriers.get(c))
+            .is_some_and(|s| s.flags(&cfg.carrier_rule))
     }
 
     /// Adds the history findings of `view` to a risk.
@@ -509,6 +527,12 @@ impl AccountHistory {
 
     /// Records one package's outcome.
     pub fn record(&mut self, cfg: &RiskConfig, carrier: Option<&str>, shipper: Option<u64>, rejected: bool) {
+        self.record_shipper(cfg, shipper, rejected);
+        self.record_carrier(cfg, carrier, [rejected]);
+    }
+
+    /// Records one package's outcome for its shipper.
+    pub fn record_shipper(&mut self, cfg: &RiskConfig, shipper: Option<u64>, rejected: bool) {
         if let Some(k) = shipper {
             let stats = match self.newest.get_mut(&k) {
                 Some(s) => s,
@@ -522,14 +546,33 @@ impl AccountHistory {
             };
             stats.record(rejected, cfg.shipper_decay);
         }
-        if let Some(c) = carrier {
-            if let Some(s) = self.carriers.get_mut(c) {
-                s.record(rejected, cfg.carrier_decay);
-            } else if self.carriers.len() < cfg.max_carriers {
-                self.carriers
-                    .entry(c.to_string())
-                    .or_default()
-                    .record(rejected, cfg.carrier_decay);
+    }
+
+    /// Records the outcomes of packages of one carrier, in order: the carrier is looked up
+    /// once (a carrier not yet known is added while there is room, as by
+    /// [`AccountHistory::record`]).
+    pub fn record_carrier(
+        &mut self,
+        cfg: &RiskConfig,
+        carrier: Option<&str>,
+        rejected: impl IntoIterator<Item = bool>,
+    ) {
+        let Some(c) = carrier else {
+            return;
+        };
+        let mut rejected = rejected.into_iter().peekable();
+        if rejected.peek().is_none() {
+            return;
+        }
+        if !self.carriers.contains_key(c) {
+            if self.carriers.len() >= cfg.max_carriers {
+                return;
+            }
+            self.carriers.insert(c.to_string(), Stats::default());
+        }
+        if let Some(s) = self.carriers.get_mut(c) {
+            for r in rejected {
+                s.record(r, cfg.carrier_decay);
             }
         }
     }

@@ -88,7 +88,33 @@ fn trimmed_chars(s: &str) -> usize {
     }
 }
 
+/// `Err(characters)` when a description, trimmed, does not have 3 to 256 characters. A text
+/// with nothing to trim and 12 to 256 bytes has 3 to 256 characters (a character takes 1 to 4
+/// bytes), so most descriptions are not counted.
+#[inline]
+fn description_length(d: &str) -> Result<(), usize> {
+    let b = d.as_bytes();
+    if let (Some(&f), Some(&l)) = (b.first(), b.last()) {
+        if (12..=256).contains(&b.len()) && f.is_ascii() && l.is_ascii() && !is_ascii_space(f) && !is_ascii_space(l) {
+            return Ok(());
+        }
+    }
+    let n = trimmed_chars(d);
+    if (3..=256).contains(&n) {
+        Ok(())
+    } else {
+        Err(n)
+    }
+}
+
+/// More than `max` characters; only texts of more than `max` bytes are counted.
+#[inline]
+fn longer_than(s: &str, max: usize) -> bool {
+    s.len() > max && s.chars().count() > max
+}
+
 /// An optional string: absent and null are both "not given".
+#[inline]
 fn optional_str<'a>(f: Field<'a>, path: Path<'_>, name: &str, issues: &mut Issues) -> Option<&'a str> {
     match f {
         None | Some(Json::Null) => None,
@@ -105,6 +131,7 @@ fn optional_str<'a>(f: Field<'a>, path: Path<'_>, name: &str, issues: &mut Issue
 }
 
 /// A required object: `Some(t)` when present and an object.
+#[inline]
 fn required_part<'p, T>(p: &'p Part<T>, path: Path<'_>, name: &str, issues: &mut Issues) -> Option<&'p T> {
     match p {
         Part::Missing => {
@@ -128,6 +155,7 @@ fn required_part<'p, T>(p: &'p Part<T>, path: Path<'_>, name: &str, issues: &mut
 }
 
 /// A decimal given as a string or a JSON number; `None` when missing (already reported).
+#[inline]
 fn decimal_text<'a>(
     f: Field<'a>,
     path: Path<'_>,
@@ -156,6 +184,7 @@ fn decimal_text<'a>(
     }
 }
 
+#[inline]
 fn country(
     ops: &Operators,
     s: &str,
@@ -436,7 +465,7 @@ pub fn package<'a>(
     if let Some(s) = required_part(&raw.shipper, p("shipper"), "shipper", &mut issues) {
         pkg.shipper_name = required_str(s.name, p("shipper.name"), "shipper.name", &mut issues);
         if let Some(name) = pkg.shipper_name {
-            if name.chars().count() > 256 {
+            if longer_than(name, 256) {
                 issues.push(
                     Code::InvalidName,
                     p("shipper.name"),
@@ -454,7 +483,7 @@ pub fn package<'a>(
 
     if let Some(c) = required_part(&raw.consignee, p("consignee"), "consignee", &mut issues) {
         let name = required_str(c.name, p("consignee.name"), "consignee.name", &mut issues);
-        if name.is_some_and(|n| n.chars().count() > 256) {
+        if name.is_some_and(|n| longer_than(n, 256)) {
             issues.push(
                 Code::InvalidName,
                 p("consignee.name"),
@@ -643,8 +672,7 @@ fn item<'a>(
     let before = issues.len();
     let description = required_str(raw.description, at("description"), "description", issues);
     if let Some(d) = description {
-        let n = trimmed_chars(d);
-        if !(3..=256).contains(&n) {
+        if let Err(n) = description_length(d) {
             issues.push(
                 Code::InvalidDescription,
                 at("description"),
@@ -849,6 +877,14 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn description_length_is_the_trimmed_count(s in "\\PC{0,70}|[ a-z\u{e9}\u{4e2d}\u{1f600}]{0,80}|[a-z]{250,260}") {
+            let n = s.trim().chars().count();
+            let want = if (3..=256).contains(&n) { Ok(()) } else { Err(n) };
+            prop_assert_eq!(description_length(&s), want);
+            prop_assert_eq!(longer_than(&s, 16), s.chars().count() > 16);
+        }
+
         #[test]
         fn fast_paths_match_trim(s in "\\PC{0,12}|[\t\n\u{b}\u{c}\r \u{1c}-\u{1f}a-c\u{a0}\u{85}é]{0,8}") {
             prop_assert_eq!(is_blank(&s), s.trim().is_empty());
