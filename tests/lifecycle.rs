@@ -205,3 +205,53 @@ fn the_metrics_endpoint_moves_as_packages_flow() {
     assert!(!after.contains("RR0"), "a tracking number leaked into the metrics");
     assert!(!after.contains("M-5"), "a manifest id leaked into the metrics");
 }
+
+#[test]
+fn batches_waiting_behind_a_slow_commit_are_committed_together_exactly_once() {
+    let dir = temp_dir("group");
+    let (_broker, addr) = broker_with(4);
+    let input = dir.join("in.jsonl");
+    write_manifests(&input, 400, 6_000_000, true);
+    let expected = expected_from_file_mode(&input);
+    let total: i64 = expected.values().map(|v| v.0).sum();
+    let db = dir.join("store.db");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let _svc = service_logged(
+        &addr,
+        &db,
+        "group",
+        &dir.join("svc.log"),
+        &[
+            ("DUTYFLOW_METRICS_LISTEN", &listen),
+            ("DUTYFLOW_PIPELINE_BATCH_MAX_MESSAGES", "8"),
+        ],
+    );
+    wait_for("/readyz", Duration::from_secs(60), || {
+        http_get(&listen, "/readyz").is_some_and(|(s, _)| s == 200)
+    });
+    // Another connection holds the store's write lock: the commit stage waits in its BEGIN
+    // while assessed batches pile up behind it.
+    let blocker = rusqlite::Connection::open(&db).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    produce(&addr, &input);
+    wait_for("batches waiting for the commit", Duration::from_secs(20), || {
+        let m = http_get(&listen, "/metrics").map(|r| r.1).unwrap_or_default();
+        series(&m, "dutyflow_in_flight_batches").is_some_and(|n| n >= 8.0)
+    });
+    blocker.execute_batch("ROLLBACK").unwrap();
+    drop(blocker);
+    wait_for("every package", Duration::from_secs(60), || {
+        summarize_totals(&totals(&db)) == expected
+    });
+    assert_eq!(committed_packages(&db), total);
+    let next: i64 = stored_offsets(&db, "group").values().sum();
+    assert_eq!(next, 400, "the stored offsets cover every input message once");
+    // Batches close at 8 messages: a commit of more merged several.
+    let m = http_get(&listen, "/metrics").unwrap().1;
+    let commits = series(&m, "dutyflow_batch_messages_count").unwrap();
+    let single = series(&m, "dutyflow_batch_messages_bucket{le=\"8\"}").unwrap();
+    assert!(
+        single < commits,
+        "no group commit: {commits} commits, all of at most 8 messages"
+    );
+}

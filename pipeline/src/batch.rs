@@ -2,7 +2,7 @@
 //! assessments to publish, dead letters, and the records the store applies.
 
 use crate::dlq::{self, DeadLetter, Source};
-use crate::store::{AcceptedRecord, LineRecord, ManifestRecord, PackageRecord, PartitionRange};
+use crate::store::{AcceptedRecord, LineRecord, ManifestRecord, PackageRecord, PartitionRange, StoreRejection};
 use dutyflow_operators::decode::Decoder;
 use dutyflow_operators::encode;
 use dutyflow_operators::error::{Code, Issue};
@@ -42,9 +42,12 @@ pub struct MessageResult {
     /// Byte offsets kept to build dead letters for packages the store rejects.
     pub packages_at: usize,
     pub package_starts: Vec<usize>,
+    /// Packages the store rejected in the current commit attempt, with the assessment the
+    /// operators had written for each (their dead letters are the last of `dead_letters`).
+    store_rejected: Vec<(usize, Vec<u8>)>,
 }
 
-/// A batch after the operators ran.
+/// A batch after the operators ran, or several consecutive ones merged into one commit.
 #[derive(Debug, Default)]
 pub struct AssessedBatch {
     pub messages: Vec<InputMessage>,
@@ -53,6 +56,62 @@ pub struct AssessedBatch {
     pub records: Vec<ManifestRecord>,
     /// For each record, the index of its message.
     pub record_message: Vec<usize>,
+}
+
+impl AssessedBatch {
+    /// Packages of the batch's manifests.
+    pub fn packages(&self) -> u64 {
+        self.results.iter().map(|r| r.packages).sum()
+    }
+
+    /// Whether `next` starts, on every partition the two share, where this batch ends: then
+    /// committing both at once is committing one after the other.
+    pub fn is_followed_by(&self, next: &AssessedBatch) -> bool {
+        next.ranges.iter().all(|n| {
+            self.ranges
+                .iter()
+                .find(|r| r.topic == n.topic && r.partition == n.partition)
+                .is_none_or(|r| r.next == n.expected)
+        })
+    }
+
+    /// Appends `next` (for a group commit: one transaction, one publish, one delivery wait for
+    /// both), or gives it back when it does not follow this batch on one of their partitions
+    /// (after a rebalance or a resync): such a batch must be committed on its own.
+    pub fn merge(&mut self, next: AssessedBatch) -> Result<(), AssessedBatch> {
+        if !self.is_followed_by(&next) {
+            return Err(next);
+        }
+        let AssessedBatch {
+            messages,
+            ranges,
+            results,
+            records,
+            record_message,
+        } = next;
+        for n in ranges {
+            match self
+                .ranges
+                .iter_mut()
+                .find(|r| r.topic == n.topic && r.partition == n.partition)
+            {
+                Some(r) => r.next = n.next,
+                None => self.ranges.push(n),
+            }
+        }
+        let (message_base, record_base) = (self.messages.len(), self.records.len());
+        self.messages.extend(messages);
+        self.results.extend(results.into_iter().map(|mut r| {
+            if let Some(i) = r.record.as_mut() {
+                *i += record_base;
+            }
+            r
+        }));
+        self.records.extend(records);
+        self.record_message
+            .extend(record_message.into_iter().map(|m| m + message_base));
+        Ok(())
+    }
 }
 
 fn cents(d: Decimal) -> i64 {
@@ -196,17 +255,13 @@ fn convert(ops: &Operators, msg: &InputMessage, outcome: &Outcome<'_>) -> (Messa
 }
 
 /// Turns a package the store rejected as a 12-month duplicate into a rejected assessment and a
-/// dead letter, replacing what the operators produced.
-pub fn apply_store_rejection(
-    batch: &mut AssessedBatch,
-    record_index: usize,
-    package: usize,
-    other_manifest: &str,
-    other_date: &str,
-) {
-    let mi = batch.record_message[record_index];
-    let record = &batch.records[record_index];
-    let p = &record.packages[package];
+/// dead letter, replacing what the operators produced. `records` are the batch's records as
+/// the store decided them (taken out of the batch while it commits).
+pub fn apply_store_rejection(batch: &mut AssessedBatch, records: &[ManifestRecord], rejection: &StoreRejection) {
+    let mi = batch.record_message[rejection.manifest];
+    let record = &records[rejection.manifest];
+    let p = &record.packages[rejection.package];
+    let (other_manifest, other_date) = (&rejection.other_manifest_id, &rejection.other_arrival_date);
     let tracking = p.tracking_number.clone().unwrap_or_default();
     let issue = Issue::new(
         Code::DuplicateTrackingNumber,
@@ -245,7 +300,112 @@ pub fn apply_store_rejection(
         std::slice::from_ref(&issue),
         Some("store"),
     );
-    result.assessments[p.index as usize].1 = buf;
+    let operators = std::mem::replace(&mut result.assessments[p.index as usize].1, buf);
+    result.store_rejected.push((p.index as usize, operators));
     result.accepted -= 1;
     result.dead_letters.push(dl);
+}
+
+/// Gives back what the operators decided for the packages the store rejected in an attempt
+/// that did not commit: the next attempt starts from the operators' outputs again.
+pub fn undo_store_rejections(batch: &mut AssessedBatch) {
+    for result in &mut batch.results {
+        while let Some((index, operators)) = result.store_rejected.pop() {
+            result.assessments[index].1 = operators;
+            result.accepted += 1;
+            result.dead_letters.pop();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(partition: i32, expected: i64, next: i64) -> PartitionRange {
+        PartitionRange {
+            topic: "manifests".into(),
+            partition,
+            expected,
+            next,
+        }
+    }
+
+    /// A batch of messages at `offsets` of partition 0, each a manifest the store records but
+    /// the first, which is a message-level rejection.
+    fn batch(ranges: Vec<PartitionRange>, offsets: std::ops::Range<i64>) -> AssessedBatch {
+        let mut b = AssessedBatch {
+            ranges,
+            ..AssessedBatch::default()
+        };
+        for (i, offset) in offsets.enumerate() {
+            let source = Source {
+                topic: "manifests".into(),
+                partition: 0,
+                offset,
+                key: None,
+                replay_count: 0,
+            };
+            let mut result = MessageResult {
+                packages: 2,
+                ..MessageResult::default()
+            };
+            if i > 0 {
+                result.record = Some(b.records.len());
+                b.record_message.push(i);
+                b.records.push(ManifestRecord {
+                    carrier: "LH".into(),
+                    manifest_id: format!("M-{offset}"),
+                    trip_number: String::new(),
+                    port_of_arrival: String::new(),
+                    arrival_date: chrono::NaiveDate::from_ymd_opt(2026, 3, 2).unwrap(),
+                    month: "2026-03".into(),
+                    replay: false,
+                    source_topic: source.topic.clone(),
+                    source_partition: 0,
+                    source_offset: offset,
+                    packages: Vec::new(),
+                });
+            }
+            b.messages.push(InputMessage {
+                source,
+                payload: Vec::new(),
+                timestamp_ms: None,
+            });
+            b.results.push(result);
+        }
+        b
+    }
+
+    #[test]
+    fn a_following_batch_merges_with_its_offsets_and_indexes_carried_on() {
+        let mut first = batch(vec![range(0, 10, 13), range(1, -1, 4)], 10..13);
+        let next = batch(vec![range(0, 13, 15), range(2, 7, 9)], 13..15);
+        first.merge(next).unwrap();
+        assert_eq!(first.ranges, [range(0, 10, 15), range(1, -1, 4), range(2, 7, 9)]);
+        assert_eq!(first.messages.len(), 5);
+        assert_eq!(first.packages(), 10);
+        // Every message's record, and every record's message, still point at each other.
+        assert_eq!(first.records.len(), 3);
+        for (ri, &mi) in first.record_message.iter().enumerate() {
+            assert_eq!(first.results[mi].record, Some(ri));
+            assert_eq!(first.records[ri].source_offset, first.messages[mi].source.offset);
+        }
+        assert_eq!(first.results[3].record, None, "the second batch's rejected message");
+    }
+
+    #[test]
+    fn a_batch_that_does_not_follow_on_a_shared_partition_is_given_back() {
+        let mut first = batch(vec![range(0, 10, 13), range(1, 4, 6)], 10..13);
+        // Partition 1 starts again at 4 (after a resync): committing both at once would skip
+        // the compare-and-set of the second.
+        let next = batch(vec![range(0, 13, 15), range(1, 4, 5)], 13..15);
+        assert!(!first.is_followed_by(&next));
+        let next = first.merge(next).unwrap_err();
+        assert_eq!(next.ranges, [range(0, 13, 15), range(1, 4, 5)]);
+        assert_eq!(first.ranges, [range(0, 10, 13), range(1, 4, 6)]);
+        assert_eq!((first.messages.len(), first.records.len()), (3, 2));
+        // A gap is refused as well as an overlap.
+        assert!(!first.is_followed_by(&batch(vec![range(0, 14, 15)], 14..15)));
+    }
 }

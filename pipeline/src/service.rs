@@ -9,7 +9,9 @@
 //! 3. **commit**: one store transaction per batch that checks and moves the batch's offsets,
 //!    applies amendments, 12-month duplicates and totals, and publishes assessments and dead
 //!    letters (delivered before the commit: outputs are at least once). Broker and store errors
-//!    are retried with backoff; they never dead-letter a package.
+//!    are retried with backoff; they never dead-letter a package. Batches already waiting when
+//!    a commit starts are merged into it (a group commit: one transaction, one delivery wait),
+//!    up to `pipeline.max_group_batches` and `pipeline.max_group_packages`.
 
 use crate::batch::{self, AssessedBatch, Batch, InputMessage};
 use crate::dlq::{Source, H_REPLAY, H_SOURCE_TIMESTAMP};
@@ -40,6 +42,8 @@ pub struct Stats {
     pub accepted: AtomicU64,
     pub rejected: AtomicU64,
     pub batches: AtomicU64,
+    /// Store transactions that committed batches (a group commit takes several).
+    pub commits: AtomicU64,
     pub by_code: Mutex<HashMap<String, u64>>,
     /// Assignment and store reachability, for `/readyz`.
     pub health: Arc<Health>,
@@ -292,7 +296,9 @@ pub fn run(
 
     let cap = settings.pipeline.max_in_flight_batches;
     let (to_assess, assess_rx): (SyncSender<Batch>, Receiver<Batch>) = sync_channel(cap);
-    let (to_commit, commit_rx): (SyncSender<AssessedBatch>, Receiver<AssessedBatch>) = sync_channel(1);
+    // Room for a whole group to queue while the previous group commits.
+    let (to_commit, commit_rx): (SyncSender<AssessedBatch>, Receiver<AssessedBatch>) =
+        sync_channel(settings.pipeline.max_group_batches);
     let resync = Arc::new(AtomicBool::new(false));
 
     let assess_ops = ops.clone();
@@ -324,13 +330,16 @@ pub fn run(
             .name("dutyflow-commit".into())
             .spawn(move || {
                 let mut store = store;
-                for mut b in commit_rx {
+                let mut held = None;
+                while let Some((mut b, batches)) = next_group(&settings, &commit_rx, &mut held) {
                     if !resync.load(Ordering::SeqCst) {
                         commit_with_retry(
-                            &settings, &mut store, &producer, &consumer, &mut b, &resync, &shutdown, &stats,
+                            &settings, &mut store, &producer, &consumer, &mut b, batches, &resync, &shutdown, &stats,
                         );
                     }
-                    in_flight.done();
+                    for _ in 0..batches {
+                        in_flight.done();
+                    }
                 }
             })?
     };
@@ -575,6 +584,41 @@ fn reseek(consumer: &BaseConsumer<GroupContext>) {
     tracing::info!("resynchronised with the store after another member committed our partitions");
 }
 
+/// The next batch to commit (`held` first, else from the channel, waiting) with the batches
+/// already waiting behind it merged in, and how many batches it holds; `None` when the assess
+/// stage has stopped. A waiting batch that does not follow the group, or would take it past
+/// `pipeline.max_group_packages`, is left in `held` for the next group.
+fn next_group(
+    settings: &Settings,
+    commit_rx: &Receiver<AssessedBatch>,
+    held: &mut Option<AssessedBatch>,
+) -> Option<(AssessedBatch, usize)> {
+    let mut group = match held.take() {
+        Some(b) => b,
+        None => commit_rx.recv().ok()?,
+    };
+    let (mut batches, mut packages) = (1, group.packages());
+    while batches < settings.pipeline.max_group_batches {
+        let Ok(next) = commit_rx.try_recv() else {
+            break;
+        };
+        let more = next.packages();
+        if packages + more > settings.pipeline.max_group_packages {
+            *held = Some(next);
+            break;
+        }
+        if let Err(next) = group.merge(next) {
+            *held = Some(next);
+            break;
+        }
+        batches += 1;
+        packages += more;
+    }
+    Some((group, batches))
+}
+
+/// Commits `b` (`batches` batches merged), retrying store and broker errors until it commits,
+/// is fenced (then `resync` is set) or the service shuts down.
 #[allow(clippy::too_many_arguments)]
 fn commit_with_retry(
     settings: &Settings,
@@ -582,12 +626,15 @@ fn commit_with_retry(
     producer: &ThreadedProducer<DeliveryContext>,
     consumer: &BaseConsumer<GroupContext>,
     b: &mut AssessedBatch,
+    batches: usize,
     resync: &AtomicBool,
     shutdown: &AtomicBool,
     stats: &Stats,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
+        // The store decides on the records while the closure below changes the outputs: the
+        // records leave the batch for the attempt and come back after it.
         let mut records = std::mem::take(&mut b.records);
         let ranges = b.ranges.clone();
         let started = Instant::now();
@@ -598,9 +645,9 @@ fn commit_with_retry(
             &ranges,
             &mut records,
             |records, rejections| {
-                b.records = records.to_vec();
+                batch::undo_store_rejections(b);
                 for r in rejections {
-                    batch::apply_store_rejection(b, r.manifest, r.package, &r.other_manifest_id, &r.other_arrival_date);
+                    batch::apply_store_rejection(b, records, r);
                 }
                 let publish_started = Instant::now();
                 let published = publish(settings, producer, b);
@@ -609,6 +656,7 @@ fn commit_with_retry(
                 published
             },
         );
+        b.records = records;
         let storing = started.elapsed().saturating_sub(publishing).as_secs_f64();
         match outcome {
             Ok(CommitOutcome::Committed) => {
@@ -616,7 +664,7 @@ fn commit_with_retry(
                 metrics::histogram!(mx::STAGE_DURATION, "stage" => "store_commit").record(storing);
                 metrics::histogram!(mx::STORE_COMMIT).record(storing);
                 stats.health.store_ok.store(true, Ordering::SeqCst);
-                record_stats(stats, b);
+                record_stats(stats, b, batches);
                 let mut tpl = TopicPartitionList::new();
                 for r in &b.ranges {
                     let _ = tpl.add_partition_offset(&r.topic, r.partition, Offset::Offset(r.next));
@@ -630,7 +678,7 @@ fn commit_with_retry(
                 partition,
                 stored,
             }) => {
-                tracing::warn!(%topic, partition, stored, "batch abandoned: another member committed this partition");
+                tracing::warn!(%topic, partition, stored, batches, "batch abandoned: another member committed this partition");
                 resync.store(true, Ordering::SeqCst);
                 return;
             }
@@ -638,9 +686,6 @@ fn commit_with_retry(
                 if !publish_failed {
                     metrics::counter!(mx::STORE_ERRORS).increment(1);
                     stats.health.store_ok.store(false, Ordering::SeqCst);
-                }
-                if b.records.is_empty() {
-                    b.records = records;
                 }
                 if shutdown.load(Ordering::SeqCst) {
                     tracing::warn!(error = %e, "batch abandoned at shutdown; it will be reprocessed from the store's offsets");
@@ -654,12 +699,13 @@ fn commit_with_retry(
     }
 }
 
-/// Counts a committed batch in the demo's stats and in the metrics.
-fn record_stats(stats: &Stats, b: &AssessedBatch) {
+/// Counts a committed batch (`batches` merged) in the demo's stats and in the metrics.
+fn record_stats(stats: &Stats, b: &AssessedBatch, batches: usize) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    stats.batches.fetch_add(1, Ordering::Relaxed);
+    stats.batches.fetch_add(batches as u64, Ordering::Relaxed);
+    stats.commits.fetch_add(1, Ordering::Relaxed);
     stats.messages.fetch_add(b.messages.len() as u64, Ordering::Relaxed);
     let (mut packages, mut accepted, mut rejected) = (0, 0, 0);
     let mut tiers = [0u64; 4];

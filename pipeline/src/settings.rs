@@ -43,6 +43,10 @@ pub struct Pipeline {
     pub batch_max_messages: usize,
     pub batch_max_wait_ms: u64,
     pub max_in_flight_batches: usize,
+    /// Assessed batches merged into one store commit at most (1: no group commit).
+    pub max_group_batches: usize,
+    /// Packages of one group commit at most (a single larger batch still commits alone).
+    pub max_group_packages: u64,
     pub workers: usize,
     pub consumer_queue_kbytes: u64,
 }
@@ -83,6 +87,9 @@ impl Settings {
     fn check(&self) -> Result<()> {
         if self.pipeline.batch_max_messages == 0 || self.pipeline.max_in_flight_batches == 0 {
             bail!("pipeline.batch_max_messages and pipeline.max_in_flight_batches must be at least 1");
+        }
+        if self.pipeline.max_group_batches == 0 {
+            bail!("pipeline.max_group_batches must be at least 1 (1: every batch commits alone)");
         }
         if !matches!(self.metrics.log_format.as_str(), "text" | "json") {
             bail!("metrics.log_format must be \"text\" or \"json\"");

@@ -1,19 +1,66 @@
 //! The SQLite backend: one file, the embedded default. One writer at a time: a write
 //! transaction holds the database's write lock from its `BEGIN IMMEDIATE`.
+//!
+//! Checkpoints run off the committing thread. A connection never checkpoints on commit
+//! (`wal_autocheckpoint = 0`); once it has committed a change, a background thread with a
+//! connection of its own copies the WAL into the database after each of its commits (a
+//! `PASSIVE` checkpoint, which never blocks the writer). The WAL starts over when a transaction
+//! begins with the whole WAL copied, which a writer that never pauses would seldom see: so when
+//! the WAL has grown past [`WAL_LIMIT_BYTES`], the writer waits, before its next transaction,
+//! until the checkpointer has copied all of it. The WAL stays within about that limit plus two
+//! transactions, and its file is cut back to [`WAL_KEEP_BYTES`] when it starts over.
 
 use super::backend::{Backend, Row, RowFn, Value};
 use anyhow::{bail, Context, Result};
 use rusqlite::types::{Null, ToSqlOutput};
 use rusqlite::Connection;
-use std::path::Path;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Prepared statements kept per connection: the store's constant statements and the bounded
 /// set of bulk statement shapes (`bulk.rs`), with room to spare.
 const STATEMENT_CACHE: usize = 128;
 
+/// Page cache per connection, in KiB: enough for the pages one batch changes, so that a commit
+/// does not spill dirty pages to the WAL before it ends. Allocated as pages are read, so a
+/// connection that only reads offsets stays small.
+const CACHE_KIB: i64 = 64 * 1024;
+
+/// WAL size past which a writer waits for the checkpointer before its next transaction.
+const WAL_LIMIT_BYTES: i64 = 256 << 20;
+
+/// What the WAL file is cut back to when it starts over (`journal_size_limit`).
+const WAL_KEEP_BYTES: i64 = 64 << 20;
+
+/// How long a writer waits for the checkpointer to copy the whole WAL before it goes on
+/// regardless (another process's readers or writers may keep the WAL from being copied).
+const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
+
+/// How soon the checkpointer tries again after a checkpoint that could not copy everything
+/// (a reader held an older snapshot, or another connection was checkpointing).
+const RETRY: Duration = Duration::from_millis(100);
+
+/// Who checkpoints this connection's commits.
+enum Checkpoints {
+    /// Nothing committed yet.
+    NotYet,
+    Background(Checkpointer),
+    /// The checkpointer could not start: SQLite's own checkpoint at commit.
+    OnCommit,
+}
+
 pub(crate) struct Sqlite {
+    /// Declared first so that the checkpointer stops before `conn` closes: the writer's
+    /// connection is then the last one, and its close copies what is left and removes the WAL.
+    checkpoints: Checkpoints,
     conn: Connection,
+    path: PathBuf,
+    /// `total_changes` when the current write transaction began.
+    changes_at_begin: u64,
+    /// [`WAL_LIMIT_BYTES`], smaller in tests.
+    wal_limit_bytes: i64,
 }
 
 impl Sqlite {
@@ -25,8 +72,186 @@ impl Sqlite {
         // A multi-row INSERT keeps a statement journal (to undo only itself should it fail
         // half-way): in memory, not in a temporary file.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
+        conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+        conn.pragma_update(None, "journal_size_limit", WAL_KEEP_BYTES)?;
+        // Checkpoints are the checkpointer's (see the module's documentation).
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        Ok(Sqlite { conn })
+        Ok(Sqlite {
+            checkpoints: Checkpoints::NotYet,
+            conn,
+            path: path.to_path_buf(),
+            changes_at_begin: 0,
+            wal_limit_bytes: WAL_LIMIT_BYTES,
+        })
+    }
+
+    /// Before a write transaction: when the WAL has grown past its limit, waits until the
+    /// checkpointer has copied all of it, so that this transaction starts it over.
+    fn wait_for_checkpoint(&self) {
+        if let Checkpoints::Background(c) = &self.checkpoints {
+            c.shared.wait_until_copied(c.limit_frames);
+        }
+    }
+
+    /// After a commit: wakes the checkpointer, started on the first commit that changed
+    /// anything (a connection that only reads, or finds its migrations applied, needs none).
+    fn committed(&mut self) {
+        if self.conn.total_changes() == self.changes_at_begin {
+            return;
+        }
+        if matches!(self.checkpoints, Checkpoints::NotYet) {
+            self.checkpoints = match Checkpointer::start(&self.path, &self.conn, self.wal_limit_bytes) {
+                Ok(c) => Checkpoints::Background(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, store = %self.path.display(), "no background checkpointer; SQLite checkpoints at commit");
+                    let _ = self.conn.pragma_update(None, "wal_autocheckpoint", 1000);
+                    Checkpoints::OnCommit
+                }
+            };
+        }
+        if let Checkpoints::Background(c) = &self.checkpoints {
+            c.shared.lock().commits += 1;
+            c.shared.changed.notify_all();
+        }
+    }
+}
+
+/// What the writer and its checkpointer tell each other.
+#[derive(Default)]
+struct Progress {
+    /// Commits that changed the database.
+    commits: u64,
+    /// Of those, how many the last checkpoint that copied the whole WAL covered.
+    copied: u64,
+    /// Frames in the WAL at the last checkpoint; 0 once a writer has waited for it to be
+    /// copied (its transaction starts the WAL over), until the next checkpoint measures it.
+    wal_frames: i64,
+    stop: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    progress: Mutex<Progress>,
+    changed: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait_until_copied(&self, limit_frames: i64) {
+        let mut p = self.lock();
+        if p.wal_frames < limit_frames {
+            return;
+        }
+        let deadline = Instant::now() + CATCH_UP_WAIT;
+        while p.copied < p.commits && !p.stop {
+            let now = Instant::now();
+            if now >= deadline {
+                tracing::debug!(wal_frames = p.wal_frames, "the WAL is not copied yet; writing on");
+                break;
+            }
+            p = self
+                .changed
+                .wait_timeout(p, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        p.wal_frames = 0;
+    }
+}
+
+/// The background checkpointer of one writing connection: a thread with its own connection.
+struct Checkpointer {
+    shared: Arc<Shared>,
+    /// The WAL's limit in frames (a page and its 24-byte header).
+    limit_frames: i64,
+    interrupt: rusqlite::InterruptHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path, writer: &Connection, wal_limit_bytes: i64) -> Result<Self> {
+        let page_size: i64 = writer.pragma_query_value(None, "page_size", |r| r.get(0))?;
+        let conn = Connection::open(path).with_context(|| format!("cannot open the store {}", path.display()))?;
+        conn.busy_timeout(Duration::from_secs(1))?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let shared = Arc::new(Shared::default());
+        let interrupt = conn.get_interrupt_handle();
+        let thread = std::thread::Builder::new().name("dutyflow-checkpoint".into()).spawn({
+            let shared = shared.clone();
+            move || checkpoint_loop(&conn, &shared)
+        })?;
+        Ok(Checkpointer {
+            shared,
+            limit_frames: wal_limit_bytes / (page_size + 24),
+            interrupt,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.shared.lock().stop = true;
+        self.shared.changed.notify_all();
+        // Cuts a checkpoint short: what it copied stays copied, the rest waits for the close.
+        self.interrupt.interrupt();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Runs a `PASSIVE` checkpoint after every commit of the writer (and again shortly after one
+/// that could not copy everything), until stopped.
+fn checkpoint_loop(conn: &Connection, shared: &Shared) {
+    let mut done = 0;
+    let mut last = Instant::now();
+    loop {
+        let target = {
+            let mut p = shared.lock();
+            loop {
+                if p.stop {
+                    return;
+                }
+                let behind = p.copied < p.commits && last.elapsed() >= RETRY;
+                if p.commits != done || behind {
+                    break p.commits;
+                }
+                p = shared
+                    .changed
+                    .wait_timeout(p, RETRY)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+        };
+        last = Instant::now();
+        done = target;
+        let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        });
+        match result {
+            // Busy: another connection is checkpointing; try again later.
+            Ok((busy, log, copied)) if busy == 0 && log >= 0 => {
+                let mut p = shared.lock();
+                p.wal_frames = log;
+                if copied == log {
+                    p.copied = p.copied.max(target);
+                }
+                drop(p);
+                shared.changed.notify_all();
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if shared.lock().stop {
+                    return;
+                }
+                tracing::warn!(error = %e, "store checkpoint failed; retrying");
+            }
+        }
     }
 }
 
@@ -99,11 +324,16 @@ impl Backend for Sqlite {
     }
 
     fn begin(&mut self) -> Result<()> {
-        self.execute_script("BEGIN IMMEDIATE")
+        self.wait_for_checkpoint();
+        self.execute_script("BEGIN IMMEDIATE")?;
+        self.changes_at_begin = self.conn.total_changes();
+        Ok(())
     }
 
     fn commit(&mut self) -> Result<()> {
-        self.execute_script("COMMIT")
+        self.execute_script("COMMIT")?;
+        self.committed();
+        Ok(())
     }
 
     fn rollback(&mut self) -> Result<()> {
@@ -120,6 +350,64 @@ impl Backend for Sqlite {
 mod tests {
     use super::*;
     use crate::store::bulk::MAX_PARAMETERS;
+
+    /// A store file in a fresh temporary directory.
+    fn temp_store(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("dutyflow-sqlite-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("store.db")
+    }
+
+    fn wal_len(db: &Path) -> u64 {
+        std::fs::metadata(db.with_extension("db-wal")).map_or(0, |m| m.len())
+    }
+
+    /// One write transaction of about `bytes` bytes, as the store's commit runs one.
+    fn write(store: &mut Sqlite, bytes: usize) {
+        store.begin().unwrap();
+        store
+            .execute("INSERT INTO t (v) VALUES (randomblob($1))", &[Value::Int(bytes as i64)])
+            .unwrap();
+        store.commit().unwrap();
+    }
+
+    #[test]
+    fn the_checkpointer_keeps_the_wal_near_its_limit_and_stops_with_the_store() {
+        let db = temp_store("wal");
+        let mut store = Sqlite::open(&db).unwrap();
+        store.wal_limit_bytes = 1 << 20;
+        store.execute_script("CREATE TABLE t (v BLOB)").unwrap();
+        assert!(
+            matches!(store.checkpoints, Checkpoints::NotYet),
+            "no change, no checkpointer"
+        );
+        // 16 MiB in transactions of 128 KiB: without checkpoints the WAL would hold all of it.
+        for _ in 0..128 {
+            write(&mut store, 128 << 10);
+        }
+        assert!(matches!(store.checkpoints, Checkpoints::Background(_)));
+        let wal = wal_len(&db);
+        assert!(wal < 3 << 20, "the WAL grew to {wal} bytes");
+        let rows: i64 = store
+            .conn
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 128);
+        drop(store);
+        // The last connection closed: everything copied and the WAL removed.
+        assert_eq!(wal_len(&db), 0);
+        let store = Sqlite::open(&db).unwrap();
+        let rows: i64 = store
+            .conn
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 128);
+        assert!(
+            matches!(store.checkpoints, Checkpoints::NotYet),
+            "reading starts no checkpointer"
+        );
+    }
 
     #[test]
     fn dollar_parameters_become_numbered_ones() {
