@@ -268,10 +268,10 @@ impl<'a> Doc<'_, 'a> {
         }
     }
 
-    /// The value at node `v`, the value of the member whose key is `key`.
+    /// The value at node `v` (`node`), the value of the member whose key is `key`.
     #[inline(always)]
-    fn member(&self, key: &'a str, v: usize) -> Json<'a> {
-        match self.nodes[v] {
+    fn member(&self, key: &'a str, v: usize, node: &Node<'a>) -> Json<'a> {
+        match *node {
             Node::String(s) => Json::Str(s),
             Node::Object { .. } => Json::Obj(v),
             Node::Array { .. } => Json::Arr(v),
@@ -378,20 +378,29 @@ impl<'a> Doc<'_, 'a> {
         table.get(i).map_or(0, |&p| p as usize)
     }
 
-    /// Calls `f(key, value_index)` for every member of the object at `i`.
+    /// Calls `f(key, value_index, value_node)` for every member of the object at `i`.
     #[inline(always)]
-    fn members(&self, i: usize, mut f: impl FnMut(&'a str, usize)) {
-        let Node::Object { len, .. } = self.nodes[i] else {
+    fn members(&self, i: usize, mut f: impl FnMut(&'a str, usize, &Node<'a>)) {
+        let Some(&Node::Object { count, .. }) = self.nodes.get(i) else {
             return;
         };
-        let mut j = i + 1;
-        for _ in 0..len {
-            let key = match self.nodes[j] {
+        // The object's nodes: each member's key, then its value and the value's nodes.
+        let Some(mut rest) = self.nodes.get(i + 1..i + 1 + count) else {
+            return;
+        };
+        let mut v = i + 2;
+        while let [key, value, tail @ ..] = rest {
+            let key = match *key {
                 Node::String(k) => k,
                 _ => "",
             };
-            f(key, j + 1);
-            j += 1 + self.span(j + 1);
+            f(key, v, value);
+            let nested = match *value {
+                Node::Object { count, .. } | Node::Array { count, .. } => count,
+                _ => 0,
+            };
+            rest = tail.get(nested..).unwrap_or_default();
+            v += nested + 2;
         }
     }
 
@@ -441,9 +450,9 @@ impl<'a> Doc<'_, 'a> {
         let mut m = RawManifest::default();
         let mut schema: Field<'a> = None;
         let mut packages: Option<(&'a str, usize)> = None;
-        self.members(0, |key, v| match key {
-            "schema" => schema = Some(self.member(key, v)),
-            "manifest_id" => m.manifest_id = Some(self.member(key, v)),
+        self.members(0, |key, v, n| match key {
+            "schema" => schema = Some(self.member(key, v, n)),
+            "manifest_id" => m.manifest_id = Some(self.member(key, v, n)),
             "carrier" => self.part(v, &mut m.carrier, Self::carrier),
             "trip" => self.part(v, &mut m.trip, Self::trip),
             "packages" => packages = Some((key, v)),
@@ -529,38 +538,38 @@ impl<'a> Doc<'_, 'a> {
     }
 
     fn carrier(&self, o: usize, c: &mut RawCarrier<'a>) {
-        self.members(o, |key, v| match key {
-            "code" => c.code = Some(self.member(key, v)),
-            "code_type" => c.code_type = Some(self.member(key, v)),
+        self.members(o, |key, v, n| match key {
+            "code" => c.code = Some(self.member(key, v, n)),
+            "code_type" => c.code_type = Some(self.member(key, v, n)),
             _ => {}
         });
     }
 
     fn trip(&self, o: usize, t: &mut RawTrip<'a>) {
-        self.members(o, |key, v| match key {
-            "number" => t.number = Some(self.member(key, v)),
-            "departure_country" => t.departure_country = Some(self.member(key, v)),
-            "departure_time" => t.departure_time = Some(self.member(key, v)),
-            "port_of_arrival" => t.port_of_arrival = Some(self.member(key, v)),
-            "arrival_time" => t.arrival_time = Some(self.member(key, v)),
+        self.members(o, |key, v, n| match key {
+            "number" => t.number = Some(self.member(key, v, n)),
+            "departure_country" => t.departure_country = Some(self.member(key, v, n)),
+            "departure_time" => t.departure_time = Some(self.member(key, v, n)),
+            "port_of_arrival" => t.port_of_arrival = Some(self.member(key, v, n)),
+            "arrival_time" => t.arrival_time = Some(self.member(key, v, n)),
             _ => {}
         });
     }
 
     fn package(&self, o: usize, p: &mut RawPackage<'a>, items: &mut Vec<RawItem<'a>>) {
-        self.members(o, |key, v| match key {
-            "tracking_number" => p.tracking_number = Some(self.member(key, v)),
-            "category" => p.category = Some(self.member(key, v)),
+        self.members(o, |key, v, n| match key {
+            "tracking_number" => p.tracking_number = Some(self.member(key, v, n)),
+            "category" => p.category = Some(self.member(key, v, n)),
             "shipper" => self.part(v, &mut p.shipper, |d, o, s: &mut RawShipper<'a>| {
-                d.members(o, |key, v| match key {
-                    "name" => s.name = Some(d.member(key, v)),
-                    "country" => s.country = Some(d.member(key, v)),
+                d.members(o, |key, v, n| match key {
+                    "name" => s.name = Some(d.member(key, v, n)),
+                    "country" => s.country = Some(d.member(key, v, n)),
                     _ => {}
                 })
             }),
             "consignee" => self.part(v, &mut p.consignee, Self::consignee),
-            "weight_kg" => p.weight_kg = Some(self.member(key, v)),
-            "items" => match self.nodes[v] {
+            "weight_kg" => p.weight_kg = Some(self.member(key, v, n)),
+            "items" => match n {
                 Node::Array { .. } => {
                     let start = items.len() as u32;
                     self.elements(v, |e| {
@@ -582,15 +591,15 @@ impl<'a> Doc<'_, 'a> {
     }
 
     fn consignee(&self, o: usize, c: &mut RawConsignee<'a>) {
-        self.members(o, |key, v| match key {
-            "name" => c.name = Some(self.member(key, v)),
+        self.members(o, |key, v, n| match key {
+            "name" => c.name = Some(self.member(key, v, n)),
             "address" => self.part(v, &mut c.address, |d, o, a: &mut RawAddress<'a>| {
-                d.members(o, |key, v| match key {
-                    "line1" => a.line1 = Some(d.member(key, v)),
-                    "city" => a.city = Some(d.member(key, v)),
-                    "state" => a.state = Some(d.member(key, v)),
-                    "postal_code" => a.postal_code = Some(d.member(key, v)),
-                    "country" => a.country = Some(d.member(key, v)),
+                d.members(o, |key, v, n| match key {
+                    "line1" => a.line1 = Some(d.member(key, v, n)),
+                    "city" => a.city = Some(d.member(key, v, n)),
+                    "state" => a.state = Some(d.member(key, v, n)),
+                    "postal_code" => a.postal_code = Some(d.member(key, v, n)),
+                    "country" => a.country = Some(d.member(key, v, n)),
                     _ => {}
                 })
             }),
@@ -599,13 +608,13 @@ impl<'a> Doc<'_, 'a> {
     }
 
     fn item(&self, o: usize, it: &mut RawItem<'a>) {
-        self.members(o, |key, v| match key {
-            "description" => it.description = Some(self.member(key, v)),
-            "hts" => it.hts = Some(self.member(key, v)),
-            "origin_country" => it.origin_country = Some(self.member(key, v)),
-            "quantity" => it.quantity = Some(self.member(key, v)),
-            "value" => it.value = Some(self.member(key, v)),
-            "currency" => it.currency = Some(self.member(key, v)),
+        self.members(o, |key, v, n| match key {
+            "description" => it.description = Some(self.member(key, v, n)),
+            "hts" => it.hts = Some(self.member(key, v, n)),
+            "origin_country" => it.origin_country = Some(self.member(key, v, n)),
+            "quantity" => it.quantity = Some(self.member(key, v, n)),
+            "value" => it.value = Some(self.member(key, v, n)),
+            "currency" => it.currency = Some(self.member(key, v, n)),
             _ => {}
         });
     }
@@ -747,7 +756,7 @@ mod tests {
         let mut checked = 0;
         for i in 0..doc.nodes.len() {
             match doc.nodes[i] {
-                Node::Object { .. } => doc.members(i, |key, v| {
+                Node::Object { .. } => doc.members(i, |key, v, _| {
                     assert_eq!(doc.member_at(key, v), doc.table_at(v), "member {key:?} in {text}");
                     checked += 1;
                 }),

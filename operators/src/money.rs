@@ -225,6 +225,19 @@ pub fn round_cents(d: Decimal) -> Decimal {
         // Already in cents: rounding to 2 places and rescaling to 2 change nothing.
         return d;
     }
+    if d.scale() < 2 {
+        // Nothing to round; rescaling multiplies the mantissa (kept when it fits 64 bits).
+        if let Ok(m) = u64::try_from(d.mantissa().unsigned_abs()) {
+            let cents = u128::from(m) * POW10[(2 - d.scale()) as usize];
+            return Decimal::from_parts(
+                cents as u32,
+                (cents >> 32) as u32,
+                (cents >> 64) as u32,
+                d.is_sign_negative(),
+                2,
+            );
+        }
+    }
     let mut r = d.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
     r.rescale(2);
     r
@@ -372,7 +385,7 @@ pub fn write_money(out: &mut Vec<u8>, d: Decimal) {
 /// non-negative `Decimal` of scale 2).
 #[inline]
 fn write_cents(out: &mut Vec<u8>, cents: u64) {
-    let mut buf = [b'0'; 48];
+    let mut buf = [0u8; 24];
     let mut i = buf.len() - 2;
     let r = (cents % 100) as usize;
     buf[i..].copy_from_slice(&PAIRS[2 * r..2 * r + 2]);
@@ -381,6 +394,7 @@ fn write_cents(out: &mut Vec<u8>, cents: u64) {
     let units = cents / 100;
     if units == 0 {
         i -= 1;
+        buf[i] = b'0';
     } else {
         write_digits_u64(&mut buf, &mut i, units);
     }
@@ -452,7 +466,7 @@ const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
 /// Writes the decimal digits of `v` right to left, ending at `buf[*i]` (exclusive); `0` writes
 /// no digit (the buffer's leading zeros supply it).
 #[inline]
-fn write_digits_u64(buf: &mut [u8; 48], i: &mut usize, mut v: u64) {
+fn write_digits_u64<const N: usize>(buf: &mut [u8; N], i: &mut usize, mut v: u64) {
     while v >= 100 {
         let r = (v % 100) as usize;
         v /= 100;

@@ -23,7 +23,7 @@ const MAX_WEIGHT_KG: Decimal = Decimal::from_parts(1000, 0, 0, false, 0);
 const MAX_QUANTITY: u64 = 1_000_000;
 
 /// A required string: reports missing, null, empty or wrongly typed values.
-#[inline]
+#[inline(always)]
 fn required_str<'a>(f: Field<'a>, path: Path<'_>, name: &str, issues: &mut Issues) -> Option<&'a str> {
     match f {
         Some(Json::Str(s)) if !is_blank(s) => Some(s),
@@ -65,6 +65,8 @@ fn required_str_problem<'a>(f: Field<'a>, path: Path<'_>, name: &str, issues: &m
 #[inline]
 fn is_blank(s: &str) -> bool {
     match s.as_bytes().first() {
+        // Visible ASCII (0x21 to 0x7f) is never whitespace.
+        Some(&b) if b > b' ' && b.is_ascii() => false,
         Some(&b) if b.is_ascii() && !is_ascii_space(b) => false,
         _ => s.trim().is_empty(),
     }
@@ -114,48 +116,61 @@ fn longer_than(s: &str, max: usize) -> bool {
 }
 
 /// An optional string: absent and null are both "not given".
-#[inline]
+#[inline(always)]
 fn optional_str<'a>(f: Field<'a>, path: Path<'_>, name: &str, issues: &mut Issues) -> Option<&'a str> {
     match f {
         None | Some(Json::Null) => None,
         Some(Json::Str(s)) => Some(s),
         Some(other) => {
-            issues.push(
-                Code::SchemaViolation,
-                path,
-                format!("{name} must be a string, found {}", other.kind()),
-            );
+            not_a_string(other, path, name, issues);
             None
         }
     }
 }
 
+#[cold]
+#[inline(never)]
+fn not_a_string(other: Json<'_>, path: Path<'_>, name: &str, issues: &mut Issues) {
+    issues.push(
+        Code::SchemaViolation,
+        path,
+        format!("{name} must be a string, found {}", other.kind()),
+    );
+}
+
 /// A required object: `Some(t)` when present and an object.
-#[inline]
+#[inline(always)]
 fn required_part<'p, T>(p: &'p Part<T>, path: Path<'_>, name: &str, issues: &mut Issues) -> Option<&'p T> {
     match p {
+        Part::Ok(t) => Some(t),
         Part::Missing => {
-            issues.push(Code::MissingField, path, format!("{name} is missing"));
-            None
-        }
-        Part::Wrong("null") => {
-            issues.push(Code::MissingField, path, format!("{name} is null; it is required"));
+            part_problem(None, path, name, issues);
             None
         }
         Part::Wrong(kind) => {
-            issues.push(
-                Code::SchemaViolation,
-                path,
-                format!("{name} must be an object, found {kind}"),
-            );
+            part_problem(Some(kind), path, name, issues);
             None
         }
-        Part::Ok(t) => Some(t),
+    }
+}
+
+/// The report of a required object that is missing (`None`) or of another type.
+#[cold]
+#[inline(never)]
+fn part_problem(kind: Option<&str>, path: Path<'_>, name: &str, issues: &mut Issues) {
+    match kind {
+        None => issues.push(Code::MissingField, path, format!("{name} is missing")),
+        Some("null") => issues.push(Code::MissingField, path, format!("{name} is null; it is required")),
+        Some(kind) => issues.push(
+            Code::SchemaViolation,
+            path,
+            format!("{name} must be an object, found {kind}"),
+        ),
     }
 }
 
 /// A decimal given as a string or a JSON number; `None` when missing (already reported).
-#[inline]
+#[inline(always)]
 fn decimal_text<'a>(
     f: Field<'a>,
     path: Path<'_>,
@@ -164,27 +179,32 @@ fn decimal_text<'a>(
     issues: &mut Issues,
 ) -> Option<(&'a str, bool)> {
     match f {
-        None | Some(Json::Null) => {
-            issues.push(Code::MissingField, path, format!("{name} is missing"));
-            None
-        }
         Some(Json::Str(s)) => Some((s, false)),
         Some(Json::Num(n)) => Some((n, true)),
-        Some(other) => {
-            issues.push(
-                code,
-                path,
-                format!(
-                    "{name} must be a decimal number or a string such as \"85.00\", found {}",
-                    other.kind()
-                ),
-            );
+        other => {
+            not_a_decimal(other, path, name, code, issues);
             None
         }
     }
 }
 
-#[inline]
+#[cold]
+#[inline(never)]
+fn not_a_decimal(f: Field<'_>, path: Path<'_>, name: &str, code: Code, issues: &mut Issues) {
+    match f {
+        None | Some(Json::Null) => issues.push(Code::MissingField, path, format!("{name} is missing")),
+        Some(other) => issues.push(
+            code,
+            path,
+            format!(
+                "{name} must be a decimal number or a string such as \"85.00\", found {}",
+                other.kind()
+            ),
+        ),
+    }
+}
+
+#[inline(always)]
 fn country(
     ops: &Operators,
     s: &str,
@@ -194,16 +214,22 @@ fn country(
 ) -> Option<crate::reference::Country> {
     let c = ops.reference.country(s);
     if c.is_none() {
-        issues.push(
-            Code::InvalidCountry,
-            path,
-            format!(
-                "{name} \"{}\" is not an ISO 3166-1 alpha-2 country code (e.g. DE, CN, GB)",
-                clip(s)
-            ),
-        );
+        not_a_country(s, path, name, issues);
     }
     c
+}
+
+#[cold]
+#[inline(never)]
+fn not_a_country(s: &str, path: Path<'_>, name: &str, issues: &mut Issues) {
+    issues.push(
+        Code::InvalidCountry,
+        path,
+        format!(
+            "{name} \"{}\" is not an ISO 3166-1 alpha-2 country code (e.g. DE, CN, GB)",
+            clip(s)
+        ),
+    );
 }
 
 /// Validates the manifest header. Echo fields are kept even when invalid.
