@@ -72,9 +72,14 @@ fn write_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
     }
 }
 
+#[inline]
 fn write_u32(out: &mut Vec<u8>, v: u32) {
     if v < 10 {
         out.push(b'0' + v as u8);
+        return;
+    }
+    if v < 100 {
+        out.extend_from_slice(&[b'0' + (v / 10) as u8, b'0' + (v % 10) as u8]);
         return;
     }
     let mut buf = [0u8; 10];
@@ -114,7 +119,12 @@ pub fn write_date(out: &mut Vec<u8>, d: NaiveDate) {
     write_2(out, d.day());
 }
 
+#[inline]
 fn write_issues(out: &mut Vec<u8>, issues: &[Issue]) {
+    if issues.is_empty() {
+        out.extend_from_slice(b"[]");
+        return;
+    }
     out.push(b'[');
     for (i, issue) in issues.iter().enumerate() {
         if i > 0 {

@@ -316,22 +316,26 @@ impl RiskConfig {
 
     /// A description made only of vague words (and digits or punctuation).
     pub fn is_vague(&self, description: &str) -> bool {
-        if !description.is_ascii() {
-            return self.is_vague_unicode(description);
-        }
         // ASCII: words are the runs of ASCII alphanumerics (what `char::is_alphanumeric`
         // gives on ASCII), so no char decoding; most descriptions stop at their first word.
+        // At the first non-ASCII byte (it may belong to a word) the Unicode reading decides.
         let b = description.as_bytes();
         let mut any_word = false;
         let mut i = 0;
         while i < b.len() {
             if !b[i].is_ascii_alphanumeric() {
+                if !b[i].is_ascii() {
+                    return self.is_vague_unicode(description);
+                }
                 i += 1;
                 continue;
             }
             let start = i;
             while i < b.len() && b[i].is_ascii_alphanumeric() {
                 i += 1;
+            }
+            if i < b.len() && !b[i].is_ascii() {
+                return self.is_vague_unicode(description);
             }
             let token = &b[start..i];
             if token.iter().all(u8::is_ascii_digit) {
@@ -616,7 +620,7 @@ mod tests {
         fn ascii_words_are_split_as_unicode_words(
             words in proptest::collection::vec(prop_oneof![
                 Just("gift".to_string()), Just("Parts".to_string()), Just("ITEMS".to_string()),
-                "[0-9]{1,3}", "[a-zA-Z]{1,6}", "[ -/:-@\\[-`{-~]{1,3}",
+                "[0-9]{1,3}", "[a-zA-Z]{1,6}", "[\u{e9}\u{df}\u{4e2d}\u{a0}\u{2028}]{1,2}", "[ -/:-@\\[-`{-~]{1,3}",
             ], 0..6),
         ) {
             let text = words.concat();
