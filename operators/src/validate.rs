@@ -16,6 +16,7 @@ use crate::reference::{check_hts, check_s10, is_port, CodeType, S10Error};
 use crate::Operators;
 use ahash::AHashMap;
 use rust_decimal::Decimal;
+use std::collections::hash_map::Entry;
 
 /// Most items a package may hold (contract §1).
 pub const MAX_ITEMS: usize = 100;
@@ -865,14 +866,18 @@ pub fn mark_duplicates(packages: &mut [Package<'_>]) {
         let Some(t) = pkg.tracking_number else {
             continue;
         };
-        match first.get(t) {
-            Some(&at) => pkg.errors.push(Issue::new(
-                Code::DuplicateTrackingNumber,
-                Path::Package(pkg.index as usize, "tracking_number").render(),
-                format!("{t} already appears at $.packages[{at}] of this manifest; the first occurrence is kept"),
-            )),
-            None => {
-                first.insert(t, pkg.index);
+        // One lookup: the entry of the tracking number.
+        match first.entry(t) {
+            Entry::Occupied(e) => {
+                let at = *e.get();
+                pkg.errors.push(Issue::new(
+                    Code::DuplicateTrackingNumber,
+                    Path::Package(pkg.index as usize, "tracking_number").render(),
+                    format!("{t} already appears at $.packages[{at}] of this manifest; the first occurrence is kept"),
+                ))
+            }
+            Entry::Vacant(e) => {
+                e.insert(pkg.index);
             }
         }
     }
