@@ -224,6 +224,7 @@ fn batches_waiting_behind_a_slow_commit_are_committed_together_exactly_once() {
         &[
             ("DUTYFLOW_METRICS_LISTEN", &listen),
             ("DUTYFLOW_PIPELINE_BATCH_MAX_MESSAGES", "8"),
+            ("DUTYFLOW_PIPELINE_MAX_GROUP_BATCHES", "4"),
         ],
     );
     wait_for("/readyz", Duration::from_secs(60), || {
