@@ -53,16 +53,21 @@ fn any_needs_escape(bytes: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH;
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
+    let word_needs_escape = |chunk: &[u8]| {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
         let x = u64::from_le_bytes(word);
-        if below(x, 0x20) | below(x ^ (ONES * u64::from(b'"')), 1) | below(x ^ (ONES * u64::from(b'\\')), 1) != 0 {
-            return true;
-        }
+        below(x, 0x20) | below(x ^ (ONES * u64::from(b'"')), 1) | below(x ^ (ONES * u64::from(b'\\')), 1) != 0
+    };
+    if bytes.len() < 8 {
+        return bytes.iter().any(|&b| needs_escape(b));
     }
-    chunks.remainder().iter().any(|&b| needs_escape(b))
+    let mut chunks = bytes.chunks_exact(8);
+    if chunks.any(word_needs_escape) {
+        return true;
+    }
+    // The last eight bytes, overlapping the last whole word: the rest is checked with them.
+    word_needs_escape(&bytes[bytes.len() - 8..])
 }
 
 fn write_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
