@@ -124,6 +124,22 @@ pub fn account_key(parts: &[&str]) -> u64 {
                     h = fnv(h, lower);
                 }
                 i += 1;
+            } else if let (0xc3, Some(&second)) = (b, bytes.get(i + 1)) {
+                // U+00C0 to U+00FF (Latin-1 letters): capitals lowercase to +0x20, the others
+                // are lowercase already; × and ÷ are not alphanumeric. The same bytes as the
+                // Unicode path below.
+                match second {
+                    0x97 | 0xb7 => {}
+                    0x80..=0x9e => {
+                        h = fnv(h, 0xc3);
+                        h = fnv(h, second + 0x20);
+                    }
+                    _ => {
+                        h = fnv(h, 0xc3);
+                        h = fnv(h, second);
+                    }
+                }
+                i += 2;
             } else {
                 let c = part[i..].chars().next().unwrap_or_default();
                 for lower in c.to_lowercase().filter(|c| c.is_alphanumeric()) {
@@ -199,7 +215,20 @@ mod tests {
         );
     }
 
+    #[test]
+    fn latin1_letters_hash_as_unicode_lowercasing_does() {
+        for c in '\u{c0}'..='\u{ff}' {
+            let s = format!("a{c}B{c}");
+            assert_eq!(account_key(&[&s, "DE"]), unicode_key(&[&s, "DE"]), "{c}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn latin1_text_matches_unicode_lowercasing(a in "[a-zA-Z \u{c0}-\u{ff}\u{100}-\u{17f}\u{2028}]{0,20}") {
+            prop_assert_eq!(account_key(&[&a, "x"]), unicode_key(&[&a, "x"]));
+        }
+
         #[test]
         fn ascii_fast_path_matches_unicode_lowercasing(a in "[ -~]{0,40}", b in "\\PC{0,20}") {
             prop_assert_eq!(account_key(&[&a, &b]), unicode_key(&[&a, &b]));
