@@ -53,6 +53,7 @@ fn clip(text: &str) -> &str {
 /// Accepts `123`, `123.45`, `0.5`, and (when `allow_exponent`, i.e. for JSON numbers) `1.5e2`.
 /// Digits after the decimal point beyond `max_scale` are accepted only when they are zeros
 /// (`85.000` is 85, `19.999` is refused for a currency with 2 minor units).
+#[inline]
 pub fn parse_decimal(text: &str, max_scale: u32, allow_exponent: bool) -> Result<Decimal, AmountError> {
     match parse_plain(text.as_bytes(), max_scale) {
         Some(d) => Ok(d),
@@ -109,6 +110,7 @@ fn parse_plain(b: &[u8], max_scale: u32) -> Option<Decimal> {
 }
 
 /// [`parse_decimal`] for any text.
+#[inline(never)]
 fn parse_decimal_general(text: &str, max_scale: u32, allow_exponent: bool) -> Result<Decimal, AmountError> {
     let b = text.as_bytes();
     if b.is_empty() {
@@ -366,7 +368,7 @@ pub fn sum_money(amounts: impl Iterator<Item = Decimal> + Clone) -> Decimal {
 }
 
 /// Appends `d` with exactly two decimal places.
-#[inline]
+#[inline(always)]
 pub fn write_money(out: &mut Vec<u8>, d: Decimal) {
     if d.scale() == 2 && !d.is_sign_negative() {
         if let Ok(cents) = u64::try_from(d.mantissa()) {
@@ -374,7 +376,12 @@ pub fn write_money(out: &mut Vec<u8>, d: Decimal) {
             return;
         }
     }
-    let mut d = d;
+    write_money_rescaled(out, d);
+}
+
+/// [`write_money`] of an amount that is not a non-negative count of cents.
+#[inline(never)]
+fn write_money_rescaled(out: &mut Vec<u8>, mut d: Decimal) {
     if d.scale() != 2 {
         d.rescale(2);
     }
@@ -383,7 +390,7 @@ pub fn write_money(out: &mut Vec<u8>, d: Decimal) {
 
 /// Appends an amount of `cents` as `units.cc` (what [`write_decimal`] writes for a
 /// non-negative `Decimal` of scale 2).
-#[inline]
+#[inline(always)]
 fn write_cents(out: &mut Vec<u8>, cents: u64) {
     let mut buf = [0u8; 24];
     let mut i = buf.len() - 2;
