@@ -2,7 +2,7 @@
 //! a reusable buffer (no intermediate tree, no float formatting).
 
 use crate::error::Issue;
-use crate::money::{write_decimal, write_money};
+use crate::money::{write_money, write_rate};
 use crate::outcome::{ManifestOutcome, PackageOutcome};
 use crate::Operators;
 use chrono::{Datelike, NaiveDate};
@@ -283,11 +283,7 @@ pub fn package_part_with(out: &mut Vec<u8>, ops: &Operators, p: &PackageOutcome<
                 out.extend_from_slice(b",\"value_usd\":\"");
                 write_money(out, l.value_usd);
                 out.extend_from_slice(b"\",\"rate\":\"");
-                let mut rate = l.rate;
-                if rate.scale() < 2 {
-                    rate.rescale(2);
-                }
-                write_decimal(out, rate);
+                write_rate(out, l.rate);
                 out.extend_from_slice(b"\",\"duty_usd\":\"");
                 write_money(out, l.duty_usd);
                 out.extend_from_slice(b"\"}");

@@ -108,6 +108,8 @@ impl Operators {
     fn consignee_counts(&self, packages: &[model::Package<'_>]) -> AHashMap<u64, u32> {
         let mut counts = AHashMap::new();
         if packages.len() as u32 >= self.risk.split_min() {
+            // Sized once: growing from empty rehashed the table several times per manifest.
+            counts.reserve(packages.len());
             for k in packages.iter().filter_map(|p| p.consignee_key) {
                 *counts.entry(k).or_insert(0) += 1;
             }

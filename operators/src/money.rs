@@ -408,6 +408,32 @@ fn write_cents(out: &mut Vec<u8>, cents: u64) {
     out.extend_from_slice(&buf[i..]);
 }
 
+/// Appends a rate with at least two decimal places (`0.10`, `0.165`): what [`write_decimal`]
+/// writes for `d` rescaled to 2 places when its scale is below 2. A non-negative rate of at
+/// most 2 places whose mantissa in hundredths fits a `u64` is written as cents, without
+/// rescaling the `Decimal`.
+#[inline]
+pub fn write_rate(out: &mut Vec<u8>, d: Decimal) {
+    if d.scale() <= 2 && !d.is_sign_negative() {
+        if let Ok(m) = u64::try_from(d.mantissa()) {
+            if let Some(hundredths) = m.checked_mul(POW10[(2 - d.scale()) as usize] as u64) {
+                write_cents(out, hundredths);
+                return;
+            }
+        }
+    }
+    write_rate_rescaled(out, d);
+}
+
+/// [`write_rate`] through `Decimal` rescaling.
+#[inline(never)]
+fn write_rate_rescaled(out: &mut Vec<u8>, mut d: Decimal) {
+    if d.scale() < 2 {
+        d.rescale(2);
+    }
+    write_decimal(out, d);
+}
+
 /// Appends `d` as written by its own scale (rates: `0.10`, `0.165`).
 pub fn write_decimal(out: &mut Vec<u8>, d: Decimal) {
     let m = d.mantissa();
@@ -691,6 +717,24 @@ mod tests {
                 let y = Decimal::new(my.rem_euclid(1000), 1);
                 prop_assert_eq!(less_than_product(product, x, y), false);
             }
+        }
+
+        #[test]
+        fn write_rate_is_rescale_then_write_decimal(
+            m in prop_oneof![0i64..1_000_000, any::<i64>()],
+            hi in prop_oneof![Just(0u32), any::<u32>()],
+            neg in any::<bool>(),
+            scale in prop_oneof![0u32..=4, 0u32..=28],
+        ) {
+            let d = Decimal::from_parts(m as u32, (m >> 32) as u32, hi, neg, scale);
+            let mut want = d;
+            if want.scale() < 2 {
+                want.rescale(2);
+            }
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            write_rate(&mut a, d);
+            write_decimal(&mut b, want);
+            prop_assert_eq!(a, b, "{}", d);
         }
 
         #[test]

@@ -11,7 +11,12 @@ pub struct Country(pub [u8; 2]);
 
 impl Country {
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).unwrap_or("??")
+        // Every country the reference hands out is two capital letters: its text is sliced
+        // from the table of all such pairs, without a UTF-8 check.
+        match idx2(&self.0) {
+            Some(i) => &CAPITAL_PAIRS[2 * i..2 * i + 2],
+            None => std::str::from_utf8(&self.0).unwrap_or("??"),
+        }
     }
     pub const US: Country = Country(*b"US");
 }
@@ -32,6 +37,25 @@ impl Currency {
     }
 }
 
+/// `AAABAC…ZZ`: every pair of capital letters, in the order of [`idx2`].
+const CAPITAL_PAIRS: &str = {
+    const BYTES: [u8; 2 * 26 * 26] = {
+        let mut t = [0u8; 2 * 26 * 26];
+        let mut i = 0;
+        while i < 26 * 26 {
+            t[2 * i] = b'A' + (i / 26) as u8;
+            t[2 * i + 1] = b'A' + (i % 26) as u8;
+            i += 1;
+        }
+        t
+    };
+    match std::str::from_utf8(&BYTES) {
+        Ok(s) => s,
+        Err(_) => panic!("capital letters are ASCII"),
+    }
+};
+
+#[inline]
 fn idx2(b: &[u8]) -> Option<usize> {
     if b.len() == 2 && b.iter().all(u8::is_ascii_uppercase) {
         Some((b[0] - b'A') as usize * 26 + (b[1] - b'A') as usize)
@@ -268,6 +292,19 @@ pub fn check_hts(s: &str, lengths: &[usize]) -> Result<(), String> {
 pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn country_text_is_its_bytes() {
+        for a in 0..=255u8 {
+            for b in [b'A', b'Z', b'a', b'0', 0x80, a] {
+                let c = Country([a, b]);
+                let want = std::str::from_utf8(&c.0).unwrap_or("??");
+                assert_eq!(c.as_str(), want, "{a} {b}");
+                let c = Country([b, a]);
+                assert_eq!(c.as_str(), std::str::from_utf8(&c.0).unwrap_or("??"));
+            }
+        }
+    }
 
     pub fn reference() -> Reference {
         Reference::load(&crate::config_dir_for_tests()).unwrap()

@@ -629,7 +629,7 @@ pub fn package<'a>(
                     format!("items has {} entries; a package lists at most {MAX_ITEMS}", list.len()),
                 );
             } else {
-                pkg.items.reserve_exact(list.len());
+                pkg.items = Vec::with_capacity(list.len());
                 for (j, raw_item) in list.iter().enumerate() {
                     if let Some(item) = item(ops, h, regime, index, j, raw_item, &mut issues) {
                         pkg.items.push(item);
