@@ -7,6 +7,7 @@ use crate::model::{Category, Header, Package};
 use crate::money::{cmp_amounts, mul_round_cents, round_cents, sum_money};
 use crate::rates::{Method, Regime};
 use crate::reference::Country;
+use crate::small::SmallList;
 use rust_decimal::Decimal;
 
 /// Why a package owes nothing.
@@ -28,7 +29,8 @@ impl Exemption {
 }
 
 /// One assessed item line (a row of the worksheet's page 2).
-#[derive(Debug, Clone, PartialEq)]
+/// (`Default` only fills the unused slots of a [`SmallList`].)
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Line<'a> {
     pub item: u32,
     pub origin: Country,
@@ -44,7 +46,8 @@ pub struct Duty<'a> {
     pub regime: usize,
     pub method: Method,
     pub exemption: Option<Exemption>,
-    pub lines: Vec<Line<'a>>,
+    /// In place up to two lines (most packages), on the heap beyond.
+    pub lines: SmallList<Line<'a>, 2>,
     pub value_usd: Decimal,
     pub fees_usd: Decimal,
     pub total_usd: Decimal,
@@ -61,7 +64,7 @@ pub fn assess<'a>(regimes: &[Regime], header: &Header<'_>, pkg: &Package<'a>) ->
         Category::Gift if cmp_amounts(value_usd, regime.gift_exemption_usd).is_le() => Some(Exemption::Gift),
         _ => None,
     };
-    let mut lines: Vec<Line<'a>> = pkg
+    let mut lines: SmallList<Line<'a>, 2> = pkg
         .items
         .iter()
         .map(|it| Line {

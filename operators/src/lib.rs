@@ -16,6 +16,7 @@ pub mod outcome;
 pub mod rates;
 pub mod reference;
 pub mod risk;
+pub mod small;
 pub mod table;
 pub mod validate;
 
@@ -61,43 +62,36 @@ impl Operators {
             Err(issue) => return Outcome::Message(issue),
         };
         let header = validate::header(self, &manifest);
-        let mut packages: Vec<model::Package<'a>> = manifest
-            .packages
-            .iter()
-            .enumerate()
-            .map(|(i, raw_pkg)| {
-                let mut pkg = validate::package(self, &header, i, raw_pkg, &manifest.items);
-                if !header.errors.is_empty() {
-                    pkg.errors.splice(0..0, header.errors.iter().cloned());
-                }
-                pkg
-            })
-            .collect();
-        validate::mark_duplicates(&mut packages);
+        // Each package's outcome is built where it stays: validated into its slot, then
+        // assessed and scored in place (a package with its items is a few hundred bytes).
+        let mut packages: Vec<PackageOutcome<'a>> = Vec::with_capacity(manifest.packages.len());
+        for (i, raw_pkg) in manifest.packages.iter().enumerate() {
+            let mut package = validate::package(self, &header, i, raw_pkg, &manifest.items);
+            if !header.errors.is_empty() {
+                package.errors.splice(0..0, header.errors.iter().cloned());
+            }
+            packages.push(PackageOutcome {
+                package,
+                duty: None,
+                risk: None,
+            });
+        }
+        validate::mark_duplicates_of(packages.iter_mut().map(|p| &mut p.package));
 
         let consignees = self.consignee_counts(&packages);
-        let packages = packages
-            .into_iter()
-            .map(|mut package| {
-                if !package.accepted() {
-                    return PackageOutcome {
-                        package,
-                        duty: None,
-                        risk: None,
-                    };
-                }
-                package.warnings.extend(header.warnings.iter().cloned());
-                let duty = duty::assess(&self.rates.regimes, &header, &package);
-                let count = package
-                    .consignee_key
-                    .and_then(|k| consignees.get(&k).copied())
-                    .unwrap_or(1);
-                let risk = duty
-                    .as_ref()
-                    .map(|d| self.risk.score_static(&self.rates, &header, &package, d, count));
-                PackageOutcome { package, duty, risk }
-            })
-            .collect();
+        for p in packages.iter_mut().filter(|p| p.accepted()) {
+            let package = &mut p.package;
+            package.warnings.extend(header.warnings.iter().cloned());
+            p.duty = duty::assess(&self.rates.regimes, &header, package);
+            let count = package
+                .consignee_key
+                .and_then(|k| consignees.get(&k).copied())
+                .unwrap_or(1);
+            p.risk = p
+                .duty
+                .as_ref()
+                .map(|d| self.risk.score_static(&self.rates, &header, package, d, count));
+        }
         Outcome::Manifest(ManifestOutcome {
             packages_at: manifest.packages_at,
             header,
@@ -105,12 +99,12 @@ impl Operators {
         })
     }
 
-    fn consignee_counts(&self, packages: &[model::Package<'_>]) -> AHashMap<u64, u32> {
+    fn consignee_counts(&self, packages: &[PackageOutcome<'_>]) -> AHashMap<u64, u32> {
         let mut counts = AHashMap::new();
         if packages.len() as u32 >= self.risk.split_min() {
             // Sized once: growing from empty rehashed the table several times per manifest.
             counts.reserve(packages.len());
-            for k in packages.iter().filter_map(|p| p.consignee_key) {
+            for k in packages.iter().filter_map(|p| p.package.consignee_key) {
                 *counts.entry(k).or_insert(0) += 1;
             }
         }

@@ -3,6 +3,7 @@
 use crate::error::Issue;
 use crate::rates::{Method, Month};
 use crate::reference::{Country, Currency};
+use crate::small::SmallList;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
@@ -52,7 +53,8 @@ pub struct Header<'a> {
 }
 
 /// One item line, checked and resolved: its USD value and the ad valorem rate that applies.
-#[derive(Debug, Clone)]
+/// (`Default` only fills the unused slots of a [`SmallList`].)
+#[derive(Debug, Clone, Default)]
 pub struct Item<'a> {
     pub index: u32,
     pub description: &'a str,
@@ -80,7 +82,8 @@ pub struct Package<'a> {
     /// Identity of the consignee (normalised name + postal code), for split shipments.
     pub consignee_key: Option<u64>,
     pub weight_kg: Option<Decimal>,
-    pub items: Vec<Item<'a>>,
+    /// In place up to two items (most packages), on the heap beyond.
+    pub items: SmallList<Item<'a>, 2>,
     pub errors: Vec<Issue>,
     pub warnings: Vec<Issue>,
     /// Byte offset of the package in the message, for the dead-letter record.

@@ -5,8 +5,9 @@
 use crate::table::{DataError, DataFile};
 use std::path::Path;
 
-/// An ISO 3166-1 alpha-2 country, already checked against the reference list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// An ISO 3166-1 alpha-2 country, already checked against the reference list. (`Default`,
+/// two zero bytes, is no country: it only fills unused slots.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Country(pub [u8; 2]);
 
 impl Country {
@@ -22,7 +23,8 @@ impl Country {
 }
 
 /// An ISO 4217 currency with its number of minor units.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// (`Default`, zero bytes, is no currency: it only fills unused slots.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Currency {
     pub code: [u8; 3],
     pub minor_units: u8,

@@ -13,6 +13,7 @@ use crate::model::{account_key, Category, Header, Item, Package};
 use crate::money::{cmp_amounts, mul_round_cents, parse_decimal, round_cents, AmountError};
 use crate::rates::{Basis, Method, Month};
 use crate::reference::{check_hts, check_s10, is_port, CodeType, S10Error};
+use crate::small::SmallList;
 use crate::Operators;
 use ahash::AHashMap;
 use rust_decimal::Decimal;
@@ -439,7 +440,7 @@ pub fn package<'a>(
         shipper_key: None,
         consignee_key: None,
         weight_kg: None,
-        items: Vec::new(),
+        items: SmallList::new(),
         errors: Vec::new(),
         warnings: Vec::new(),
         raw_start: raw.start,
@@ -629,7 +630,6 @@ pub fn package<'a>(
                     format!("items has {} entries; a package lists at most {MAX_ITEMS}", list.len()),
                 );
             } else {
-                pkg.items = Vec::with_capacity(list.len());
                 for (j, raw_item) in list.iter().enumerate() {
                     if let Some(item) = item(ops, h, regime, index, j, raw_item, &mut issues) {
                         pkg.items.push(item);
@@ -861,8 +861,13 @@ fn item<'a>(
 
 /// Marks later occurrences of a tracking number within one manifest: the first one wins.
 pub fn mark_duplicates(packages: &mut [Package<'_>]) {
+    mark_duplicates_of(packages.iter_mut());
+}
+
+/// [`mark_duplicates`] of packages held elsewhere (in their outcomes).
+pub(crate) fn mark_duplicates_of<'p, 'a: 'p>(packages: impl ExactSizeIterator<Item = &'p mut Package<'a>>) {
     let mut first: AHashMap<&str, u32> = AHashMap::with_capacity(packages.len());
-    for pkg in packages.iter_mut() {
+    for pkg in packages {
         let Some(t) = pkg.tracking_number else {
             continue;
         };
