@@ -485,6 +485,25 @@ fn a_failing_publish_rolls_everything_back(url: &StoreUrl) {
     );
     assert_eq!(summary(&store), before);
     assert_eq!(offsets(&store), BTreeMap::from([(0, 1)]));
+    // Sent, but not acknowledged: the store's rows are written by then, and go back too.
+    let mut sent = false;
+    let failed = store.commit_batch_with(
+        GROUP,
+        &ranges,
+        &mut manifests,
+        |_, _| {
+            sent = true;
+            Ok(())
+        },
+        || anyhow::bail!("delivery failed: timed out"),
+    );
+    assert!(failed.unwrap_err().to_string().contains("delivery failed"));
+    assert!(sent);
+    let duplicate = &manifests[1].packages[1];
+    assert!(duplicate.accepted.is_some() && duplicate.rejected_code.is_none());
+    assert_eq!(summary(&store), before);
+    assert_eq!(offsets(&store), BTreeMap::from([(0, 1)]));
+    assert_eq!(store.worksheet_lines("LH", "2026-03").unwrap().len(), 1);
     // The retry of the same batch commits, and decides the same.
     let (outcome, published) = commit(&mut store, &ranges, batch());
     assert_eq!(outcome, CommitOutcome::Committed);

@@ -28,6 +28,7 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -638,9 +639,13 @@ fn commit_with_retry(
         let mut records = std::mem::take(&mut b.records);
         let ranges = b.ranges.clone();
         let started = Instant::now();
-        let mut publishing = Duration::ZERO;
-        let mut publish_failed = false;
-        let outcome = store.commit_batch(
+        // Shared by the two steps of the delivery.
+        let publishing = Cell::new(Duration::ZERO);
+        let publish_failed = Cell::new(false);
+        let failed_before = Cell::new(0);
+        // Outputs go out once the store has decided every package; the store writes its rows
+        // while the broker acknowledges them, and commits after the last acknowledgement.
+        let outcome = store.commit_batch_with(
             &settings.kafka.group_id,
             &ranges,
             &mut records,
@@ -650,12 +655,21 @@ fn commit_with_retry(
                     batch::apply_store_rejection(b, records, r);
                 }
                 let publish_started = Instant::now();
-                let published = publish(settings, producer, b);
-                publishing = publish_started.elapsed();
-                publish_failed = published.is_err();
-                published
+                let sent = publish(settings, producer, b);
+                publishing.set(publishing.get() + publish_started.elapsed());
+                publish_failed.set(sent.is_err());
+                failed_before.set(sent?);
+                Ok(())
+            },
+            || {
+                let wait_started = Instant::now();
+                let delivered = await_delivery(producer, failed_before.get());
+                publishing.set(publishing.get() + wait_started.elapsed());
+                publish_failed.set(delivered.is_err());
+                delivered
             },
         );
+        let (publishing, publish_failed) = (publishing.get(), publish_failed.get());
         b.records = records;
         let storing = started.elapsed().saturating_sub(publishing).as_secs_f64();
         match outcome {
@@ -758,7 +772,9 @@ fn record_stats(stats: &Stats, b: &AssessedBatch, batches: usize) {
 }
 
 /// Sends every output of a batch and waits for delivery.
-fn publish(settings: &Settings, producer: &ThreadedProducer<DeliveryContext>, b: &AssessedBatch) -> Result<()> {
+/// Queues every output of a batch for sending; returns the producer's failure count before, for
+/// [`await_delivery`].
+fn publish(settings: &Settings, producer: &ThreadedProducer<DeliveryContext>, b: &AssessedBatch) -> Result<u64> {
     let failed_before = producer.context().failed.load(Ordering::SeqCst);
     for (msg, result) in b.messages.iter().zip(&b.results) {
         let source_ts = msg.timestamp_ms.map(|t| t.to_string());
@@ -796,6 +812,12 @@ fn publish(settings: &Settings, producer: &ThreadedProducer<DeliveryContext>, b:
             send(producer, record)?;
         }
     }
+    Ok(failed_before)
+}
+
+/// Waits until the broker has acknowledged every output sent, and fails if any delivery failed
+/// since the producer's failure count was `failed_before`.
+fn await_delivery(producer: &ThreadedProducer<DeliveryContext>, failed_before: u64) -> Result<()> {
     if !producer.context().wait_all_reported(Duration::from_secs(35)) {
         anyhow::bail!("the broker did not acknowledge the batch's outputs within 35 s");
     }

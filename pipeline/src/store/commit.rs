@@ -64,10 +64,11 @@ pub(super) fn commit_batch(
     group: &str,
     ranges: &[PartitionRange],
     manifests: &mut [ManifestRecord],
-    publish: impl FnOnce(&[ManifestRecord], &[StoreRejection]) -> Result<()>,
+    send: impl FnOnce(&[ManifestRecord], &[StoreRejection]) -> Result<()>,
+    delivered: impl FnOnce() -> Result<()>,
 ) -> Result<CommitOutcome> {
     let mut decisions = Decisions::default();
-    let outcome = commit_in_transaction(conn, group, ranges, manifests, &mut decisions, publish);
+    let outcome = commit_in_transaction(conn, group, ranges, manifests, &mut decisions, send, delivered);
     if !matches!(outcome, Ok(CommitOutcome::Committed)) {
         decisions.undo(manifests);
     }
@@ -80,7 +81,8 @@ fn commit_in_transaction(
     ranges: &[PartitionRange],
     manifests: &mut [ManifestRecord],
     decisions: &mut Decisions,
-    publish: impl FnOnce(&[ManifestRecord], &[StoreRejection]) -> Result<()>,
+    send: impl FnOnce(&[ManifestRecord], &[StoreRejection]) -> Result<()>,
+    delivered: impl FnOnce() -> Result<()>,
 ) -> Result<CommitOutcome> {
     let mut tx = Tx::begin(conn)?;
     if let Some(fenced) = claim_partitions(&mut tx, group, ranges)? {
@@ -93,6 +95,8 @@ fn commit_in_transaction(
         let p = &mut manifests[rejection.manifest].packages[rejection.package];
         decisions.reject(rejection, p);
     }
+    // Every package is decided: the outputs go out while the store writes.
+    send(manifests, &decisions.rejections)?;
     let deltas = write_manifests(&mut tx, manifests, &arrivals, plan.held)?;
     let mut totals = Pending::new(&TOTALS);
     for ((carrier, month, regime, method), d) in deltas.iter().filter(|(_, d)| !d.is_zero()) {
@@ -109,7 +113,7 @@ fn commit_in_transaction(
         ]);
     }
     totals.flush(&mut *tx)?;
-    publish(manifests, &decisions.rejections)?;
+    delivered()?;
     for r in ranges {
         tx.execute(
             "UPDATE offsets SET next_offset = $4 WHERE consumer_group = $1 AND topic = $2 AND partition_id = $3",

@@ -125,7 +125,23 @@ impl Store {
         manifests: &mut [ManifestRecord],
         publish: impl FnOnce(&[ManifestRecord], &[StoreRejection]) -> Result<()>,
     ) -> Result<CommitOutcome> {
-        commit::commit_batch(self.conn.get_mut().as_mut(), group, ranges, manifests, publish)
+        self.commit_batch_with(group, ranges, manifests, publish, || Ok(()))
+    }
+
+    /// [`commit_batch`](Self::commit_batch) with delivery in two steps, so that the broker
+    /// acknowledges the outputs while the store writes: `send` runs once every package is
+    /// decided (it queues the outputs), `delivered` runs after the store's rows are written and
+    /// before the offsets move and the transaction commits (it waits for the acknowledgements).
+    /// An error from either rolls everything back.
+    pub fn commit_batch_with(
+        &mut self,
+        group: &str,
+        ranges: &[PartitionRange],
+        manifests: &mut [ManifestRecord],
+        send: impl FnOnce(&[ManifestRecord], &[StoreRejection]) -> Result<()>,
+        delivered: impl FnOnce() -> Result<()>,
+    ) -> Result<CommitOutcome> {
+        commit::commit_batch(self.conn.get_mut().as_mut(), group, ranges, manifests, send, delivered)
     }
 
     /// Monthly totals, with the rejected-package count of each carrier and month.
