@@ -56,7 +56,17 @@ pub struct Duty<'a> {
 /// Assesses an accepted package. `header.regime` must be set (validation guarantees it for
 /// accepted packages).
 pub fn assess<'a>(regimes: &[Regime], header: &Header<'_>, pkg: &Package<'a>) -> Option<Duty<'a>> {
-    let ri = header.regime?;
+    let mut duty = None;
+    assess_into(regimes, header, pkg, &mut duty);
+    duty
+}
+
+/// [`assess`], written into `slot` (the package's outcome: the duty is built where it stays).
+pub(crate) fn assess_into<'a>(regimes: &[Regime], header: &Header<'_>, pkg: &Package<'a>, slot: &mut Option<Duty<'a>>) {
+    *slot = None;
+    let Some(ri) = header.regime else {
+        return;
+    };
     let regime = &regimes[ri];
     let value_usd = pkg.value_usd();
     let exemption = match pkg.category {
@@ -64,21 +74,29 @@ pub fn assess<'a>(regimes: &[Regime], header: &Header<'_>, pkg: &Package<'a>) ->
         Category::Gift if cmp_amounts(value_usd, regime.gift_exemption_usd).is_le() => Some(Exemption::Gift),
         _ => None,
     };
-    let mut lines: SmallList<Line<'a>, 2> = pkg
-        .items
-        .iter()
-        .map(|it| Line {
+    let d = slot.insert(Duty {
+        regime: ri,
+        method: Method::AdValorem,
+        exemption,
+        lines: SmallList::new(),
+        value_usd,
+        fees_usd: Decimal::ZERO,
+        total_usd: Decimal::ZERO,
+    });
+    for it in pkg.items.iter() {
+        d.lines.push(Line {
             item: it.index,
             origin: it.origin,
             hts: it.hts,
             value_usd: it.value_usd,
             rate: it.rate,
             duty_usd: Decimal::ZERO,
-        })
-        .collect();
+        });
+    }
+    let lines = &mut d.lines;
 
-    let method = if exemption.is_some() {
-        for l in &mut lines {
+    d.method = if exemption.is_some() {
+        for l in lines.iter_mut() {
             l.rate = Decimal::ZERO;
         }
         Method::Exempt
@@ -95,27 +113,25 @@ pub fn assess<'a>(regimes: &[Regime], header: &Header<'_>, pkg: &Package<'a>) ->
                     }
                 },
             );
-        lines[deciding].duty_usd = regime.specific_amount(rate)?;
+        match regime.specific_amount(rate) {
+            Some(amount) => lines[deciding].duty_usd = amount,
+            None => {
+                *slot = None;
+                return;
+            }
+        }
         Method::Specific
     } else {
-        for l in &mut lines {
+        for l in lines.iter_mut() {
             l.duty_usd = mul_round_cents(l.value_usd, l.rate);
         }
         Method::AdValorem
     };
-    let fees_usd = if exemption.is_some() {
+    d.fees_usd = if exemption.is_some() {
         Decimal::ZERO
     } else {
         round_cents(regime.fees_usd)
     };
-    let duty = sum_money(lines.iter().map(|l| l.duty_usd));
-    Some(Duty {
-        regime: ri,
-        method,
-        exemption,
-        lines,
-        value_usd,
-        fees_usd,
-        total_usd: round_cents(duty + fees_usd),
-    })
+    let duty = sum_money(d.lines.iter().map(|l| l.duty_usd));
+    d.total_usd = round_cents(duty + d.fees_usd);
 }

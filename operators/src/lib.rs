@@ -64,17 +64,21 @@ impl Operators {
         let header = validate::header(self, &manifest);
         // Each package's outcome is built where it stays: validated into its slot, then
         // assessed and scored in place (a package with its items is a few hundred bytes).
-        let mut packages: Vec<PackageOutcome<'a>> = Vec::with_capacity(manifest.packages.len());
-        for (i, raw_pkg) in manifest.packages.iter().enumerate() {
-            let mut package = validate::package(self, &header, i, raw_pkg, &manifest.items);
+        let mut packages: Vec<PackageOutcome<'a>> = manifest
+            .packages
+            .iter()
+            .enumerate()
+            .map(|(i, raw_pkg)| PackageOutcome {
+                package: validate::unchecked_package(i, raw_pkg),
+                duty: None,
+                risk: None,
+            })
+            .collect();
+        for (PackageOutcome { package, .. }, raw_pkg) in packages.iter_mut().zip(&manifest.packages) {
+            validate::package_into(self, &header, raw_pkg, &manifest.items, package);
             if !header.errors.is_empty() {
                 package.errors.splice(0..0, header.errors.iter().cloned());
             }
-            packages.push(PackageOutcome {
-                package,
-                duty: None,
-                risk: None,
-            });
         }
         validate::mark_duplicates_of(packages.iter_mut().map(|p| &mut p.package));
 
@@ -82,7 +86,7 @@ impl Operators {
         for p in packages.iter_mut().filter(|p| p.accepted()) {
             let package = &mut p.package;
             package.warnings.extend(header.warnings.iter().cloned());
-            p.duty = duty::assess(&self.rates.regimes, &header, package);
+            duty::assess_into(&self.rates.regimes, &header, package, &mut p.duty);
             let count = package
                 .consignee_key
                 .and_then(|k| consignees.get(&k).copied())

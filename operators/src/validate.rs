@@ -428,10 +428,15 @@ pub fn package<'a>(
     raw: &RawPackage<'a>,
     raw_items: &[RawItem<'a>],
 ) -> Package<'a> {
-    let mut issues = Issues::default();
-    let mut warnings = Vec::new();
-    let p = |rest: &'static str| Path::Package(index, rest);
-    let mut pkg = Package {
+    let mut pkg = unchecked_package(index, raw);
+    package_into(ops, h, raw, raw_items, &mut pkg);
+    pkg
+}
+
+/// A package with nothing checked yet: what [`package_into`] starts from.
+#[inline(always)]
+pub(crate) fn unchecked_package<'a>(index: usize, raw: &RawPackage<'a>) -> Package<'a> {
+    Package {
         index: index as u32,
         tracking_number: None,
         category: Category::Merchandise,
@@ -444,7 +449,22 @@ pub fn package<'a>(
         errors: Vec::new(),
         warnings: Vec::new(),
         raw_start: raw.start,
-    };
+    }
+}
+
+/// [`package`], written into `pkg` (from [`unchecked_package`]; the package's outcome, so the
+/// package is built where it stays).
+pub(crate) fn package_into<'a>(
+    ops: &Operators,
+    h: &Header<'a>,
+    raw: &RawPackage<'a>,
+    raw_items: &[RawItem<'a>],
+    pkg: &mut Package<'a>,
+) {
+    let index = pkg.index as usize;
+    let mut issues = Issues::default();
+    let mut warnings = Vec::new();
+    let p = |rest: &'static str| Path::Package(index, rest);
     if let Some(kind) = raw.not_object {
         issues.push(
             Code::SchemaViolation,
@@ -452,7 +472,7 @@ pub fn package<'a>(
             format!("each package must be an object, found {kind}"),
         );
         pkg.errors = issues.0;
-        return pkg;
+        return;
     }
 
     if let Some(t) = required_str(
@@ -665,7 +685,6 @@ pub fn package<'a>(
     }
     pkg.errors = issues.0;
     pkg.warnings = warnings;
-    pkg
 }
 
 fn is_zip(z: &str) -> bool {
