@@ -822,6 +822,49 @@ fn a_version_1_store_is_migrated(url: &StoreUrl) {
     assert_eq!(summary(&store), [row("LH 2026-03 ad_valorem", 1, 1, 700, 70, 1)]);
 }
 
+/// Tracking numbers moved from the small recent table into the large one still count for the
+/// 12-month check, and an amendment still takes them out.
+fn merged_tracking_numbers_count_and_go_with_an_amendment(url: &StoreUrl) {
+    let mut store = Store::open(url).unwrap();
+    store.set_tracking_merge_rows(2);
+    let lh_1 = |trackings: &[&str]| {
+        let packages = trackings.iter().map(|t| accepted(t, &[1000])).collect();
+        manifest("LH", "LH-1", "2026-03-02", packages)
+    };
+    // Two numbers of LH: moved at the end of this batch.
+    let batch = vec![lh_1(&["RR000000001DE", "RR000000002DE"])];
+    assert_eq!(
+        commit(&mut store, &[range(0, -1, 1)], batch).0,
+        CommitOutcome::Committed
+    );
+    // One more, which stays recent; a reuse of a moved number is a duplicate.
+    let reuse = single("LH", "LH-2", "2026-03-09", "RR000000001DE", 500);
+    let other = single("LH", "LH-3", "2026-03-09", "RR000000003DE", 500);
+    let (outcome, published) = commit(&mut store, &[range(0, 1, 3)], vec![reuse, other]);
+    assert_eq!(outcome, CommitOutcome::Committed);
+    let rejections = published.unwrap().rejections;
+    assert_eq!(rejections.len(), 1);
+    assert_eq!(
+        (rejections[0].manifest, rejections[0].other_manifest_id.as_str()),
+        (0, "LH-1")
+    );
+    // LH-1 amended without RR000000001DE: the moved number goes, so its reuse is accepted; the
+    // recent RR000000003DE still counts.
+    let amended = lh_1(&["RR000000002DE"]);
+    let reuse = single("LH", "LH-4", "2026-03-10", "RR000000001DE", 700);
+    let again = single("LH", "LH-5", "2026-03-10", "RR000000003DE", 700);
+    let (outcome, published) = commit(&mut store, &[range(0, 3, 6)], vec![amended, reuse, again]);
+    assert_eq!(outcome, CommitOutcome::Committed);
+    let rejections = published.unwrap().rejections;
+    assert_eq!(rejections.len(), 1);
+    assert_eq!(
+        (rejections[0].manifest, rejections[0].other_manifest_id.as_str()),
+        (2, "LH-3")
+    );
+    // LH-1 (one package), LH-3 and LH-4 accepted; the duplicates in LH-2 and LH-5 rejected.
+    assert_eq!(summary(&store), [row("LH 2026-03 ad_valorem", 3, 3, 2200, 220, 2)]);
+}
+
 /// The battery, once per backend: `sqlite::<case>` and `postgresql::<case>`.
 macro_rules! battery {
     ($($case:ident),* $(,)?) => {
@@ -846,6 +889,7 @@ battery!(
     two_writers_on_disjoint_partitions_end_with_exact_totals,
     concurrent_opens_migrate_once,
     a_version_1_store_is_migrated,
+    merged_tracking_numbers_count_and_go_with_an_amendment,
 );
 
 /// The server ends the store's connection (a restart, a failover, an administrator) between

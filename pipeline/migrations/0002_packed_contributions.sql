@@ -32,8 +32,19 @@ CREATE TABLE manifest_months (
 ) /*WITHOUT ROWID*/;
 
 -- Accepted tracking numbers, for the 12-month duplicate check, and to remove a manifest's
--- numbers when an amendment replaces it.
+-- numbers when an amendment replaces it. In two tables with the same rows' shape: batches add to
+-- the small `tracking_numbers_recent`, and once a carrier has enough rows there, a batch of that
+-- carrier moves them into `tracking_numbers` in key order. Random insertions into a large
+-- B-tree change one page each (SQLite writes whole pages to its WAL); a sorted merge changes
+-- each page once for many rows. A number is in one of the two tables.
 CREATE TABLE tracking_numbers (
+    carrier TEXT NOT NULL,
+    tracking_number TEXT NOT NULL,
+    manifest_id TEXT NOT NULL,
+    arrival_date TEXT NOT NULL,
+    PRIMARY KEY (carrier, tracking_number, manifest_id)
+) /*WITHOUT ROWID*/;
+CREATE TABLE tracking_numbers_recent (
     carrier TEXT NOT NULL,
     tracking_number TEXT NOT NULL,
     manifest_id TEXT NOT NULL,

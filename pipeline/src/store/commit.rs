@@ -61,6 +61,7 @@ impl Decisions {
 /// See [`Store::commit_batch`](super::Store::commit_batch).
 pub(super) fn commit_batch(
     conn: &mut dyn Backend,
+    merge_rows: i64,
     group: &str,
     ranges: &[PartitionRange],
     manifests: &mut [ManifestRecord],
@@ -68,15 +69,26 @@ pub(super) fn commit_batch(
     delivered: impl FnOnce() -> Result<()>,
 ) -> Result<CommitOutcome> {
     let mut decisions = Decisions::default();
-    let outcome = commit_in_transaction(conn, group, ranges, manifests, &mut decisions, send, delivered);
+    let outcome = commit_in_transaction(
+        conn,
+        merge_rows,
+        group,
+        ranges,
+        manifests,
+        &mut decisions,
+        send,
+        delivered,
+    );
     if !matches!(outcome, Ok(CommitOutcome::Committed)) {
         decisions.undo(manifests);
     }
     outcome
 }
 
+#[allow(clippy::too_many_arguments)]
 fn commit_in_transaction(
     conn: &mut dyn Backend,
+    merge_rows: i64,
     group: &str,
     ranges: &[PartitionRange],
     manifests: &mut [ManifestRecord],
@@ -113,6 +125,7 @@ fn commit_in_transaction(
         ]);
     }
     totals.flush(&mut *tx)?;
+    merge_recent_tracking_numbers(&mut tx, manifests, merge_rows)?;
     delivered()?;
     for r in ranges {
         tx.execute(
@@ -122,6 +135,37 @@ fn commit_in_transaction(
     }
     tx.commit().context("store commit failed")?;
     Ok(CommitOutcome::Committed)
+}
+
+/// Rows of one carrier in `tracking_numbers_recent` past which a batch of that carrier moves
+/// them into `tracking_numbers`. Larger: fewer, longer merges (each rewrites up to the whole
+/// carrier's part of the big table), and a larger small table, which stays in the page cache.
+pub(super) const RECENT_TRACKING_ROWS: i64 = 1 << 18;
+
+/// Moves the recent tracking numbers of the batch's carriers that have enough of them into
+/// the large table, in key order (see `migrations/0002_packed_contributions.sql`). Under the
+/// batch's carrier locks, like every other read and write of a carrier's numbers.
+fn merge_recent_tracking_numbers(tx: &mut Tx<'_>, manifests: &[ManifestRecord], merge_rows: i64) -> Result<()> {
+    let carriers: BTreeSet<&str> = manifests.iter().map(|m| m.carrier.as_str()).collect();
+    for carrier in carriers {
+        let recent = tx
+            .first(
+                "SELECT COUNT(*) FROM tracking_numbers_recent WHERE carrier = $1",
+                args![carrier],
+                |r| r.int(0),
+            )?
+            .unwrap_or(0);
+        if recent >= merge_rows {
+            tx.execute(
+                "INSERT INTO tracking_numbers (carrier, tracking_number, manifest_id, arrival_date)
+                 SELECT carrier, tracking_number, manifest_id, arrival_date FROM tracking_numbers_recent
+                 WHERE carrier = $1 ORDER BY carrier, tracking_number, manifest_id",
+                args![carrier],
+            )?;
+            tx.execute("DELETE FROM tracking_numbers_recent WHERE carrier = $1", args![carrier])?;
+        }
+    }
+    Ok(())
 }
 
 /// The compare of the offsets' compare-and-set: locks each partition's offset row, in topic and
@@ -200,7 +244,7 @@ pub(super) static MANIFEST_MONTHS: Insert = Insert::new(
 );
 
 pub(super) static TRACKING_NUMBERS: Insert = Insert::new(
-    "tracking_numbers (carrier, tracking_number, manifest_id, arrival_date)",
+    "tracking_numbers_recent (carrier, tracking_number, manifest_id, arrival_date)",
     4,
     "",
 );
@@ -364,14 +408,13 @@ fn read_held(tx: &mut Tx<'_>, manifests: &[ManifestRecord]) -> Result<Held> {
             },
         )?;
         let tracking: Vec<&str> = keys.tracking_numbers.iter().copied().collect();
-        query_in(
-            &mut **tx,
+        for sql in [
             "SELECT tracking_number, manifest_id, arrival_date FROM tracking_numbers
-             WHERE carrier = $1 AND tracking_number IN ($keys)
-             ORDER BY arrival_date, manifest_id",
-            args![*carrier],
-            &tracking,
-            &mut |r| {
+             WHERE carrier = $1 AND tracking_number IN ($keys)",
+            "SELECT tracking_number, manifest_id, arrival_date FROM tracking_numbers_recent
+             WHERE carrier = $1 AND tracking_number IN ($keys)",
+        ] {
+            query_in(&mut **tx, sql, args![*carrier], &tracking, &mut |r| {
                 held.packages.push(HeldPackage {
                     carrier: carrier.to_string(),
                     tracking_number: r.text(0)?,
@@ -379,9 +422,12 @@ fn read_held(tx: &mut Tx<'_>, manifests: &[ManifestRecord]) -> Result<Held> {
                     arrival_date: r.text(2)?,
                 });
                 Ok(())
-            },
-        )?;
+            })?;
+        }
     }
+    // The earliest other manifest is the one a duplicate's dead letter names.
+    held.packages
+        .sort_by(|a, b| (&a.arrival_date, &a.manifest_id).cmp(&(&b.arrival_date, &b.manifest_id)));
     Ok(held)
 }
 
@@ -570,13 +616,12 @@ fn remove_contribution(
     w.contribution = kept;
     let removed: Vec<&str> = removed.iter().map(String::as_str).collect();
     if !removed.is_empty() {
-        query_in(
-            &mut **tx,
+        for sql in [
             "DELETE FROM tracking_numbers WHERE carrier = $1 AND manifest_id = $2 AND tracking_number IN ($keys)",
-            args![&m.carrier, &m.manifest_id],
-            &removed,
-            &mut |_| Ok(()),
-        )?;
+            "DELETE FROM tracking_numbers_recent WHERE carrier = $1 AND manifest_id = $2 AND tracking_number IN ($keys)",
+        ] {
+            query_in(&mut **tx, sql, args![&m.carrier, &m.manifest_id], &removed, &mut |_| Ok(()))?;
+        }
     }
     match &replayed {
         Some(r) => {

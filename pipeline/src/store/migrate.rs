@@ -85,7 +85,7 @@ struct V1Package {
 }
 
 /// Version 2: packs each manifest's `packages` and `item_lines` rows into its `contribution`,
-/// fills `tracking_numbers` and `manifest_months`, and drops the two tables. Holds the version
+/// fills `tracking_numbers_recent` and `manifest_months`, and drops the two tables. Holds the version
 /// 1 rows in memory while it runs.
 fn pack_version_1_rows(tx: &mut Tx<'_>) -> Result<()> {
     let mut packages = tx.rows(

@@ -38,6 +38,8 @@ use std::path::{Path, PathBuf};
 pub struct Store {
     /// Reads take `&self` but a PostgreSQL client needs `&mut` for every statement.
     conn: RefCell<Box<dyn Backend>>,
+    /// See [`Store::set_tracking_merge_rows`].
+    merge_rows: i64,
 }
 
 /// Where the store lives, parsed from `store.url`.
@@ -93,6 +95,7 @@ impl Store {
         migrate::migrate(conn.as_mut(), dialect)?;
         Ok(Store {
             conn: RefCell::new(conn),
+            merge_rows: commit::RECENT_TRACKING_ROWS,
         })
     }
 
@@ -141,7 +144,23 @@ impl Store {
         send: impl FnOnce(&[ManifestRecord], &[StoreRejection]) -> Result<()>,
         delivered: impl FnOnce() -> Result<()>,
     ) -> Result<CommitOutcome> {
-        commit::commit_batch(self.conn.get_mut().as_mut(), group, ranges, manifests, send, delivered)
+        commit::commit_batch(
+            self.conn.get_mut().as_mut(),
+            self.merge_rows,
+            group,
+            ranges,
+            manifests,
+            send,
+            delivered,
+        )
+    }
+
+    /// How many recent tracking numbers of a carrier a batch lets accumulate before it moves them
+    /// into the large table (see `migrations/0002_packed_contributions.sql`). Tests lower it to
+    /// exercise the move; the default suits production.
+    #[doc(hidden)]
+    pub fn set_tracking_merge_rows(&mut self, rows: i64) {
+        self.merge_rows = rows.max(1);
     }
 
     /// Monthly totals, with the rejected-package count of each carrier and month.
