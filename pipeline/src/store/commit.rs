@@ -138,9 +138,11 @@ fn commit_in_transaction(
 }
 
 /// Rows of one carrier in `tracking_numbers_recent` past which a batch of that carrier moves
-/// them into `tracking_numbers`. Larger: fewer, longer merges (each rewrites up to the whole
-/// carrier's part of the big table), and a larger small table, which stays in the page cache.
-pub(super) const RECENT_TRACKING_ROWS: i64 = 1 << 18;
+/// them into `tracking_numbers`. Larger means fewer merges, each changing up to every page of
+/// the carrier's part of the large table once, but a larger small table: it should stay small
+/// next to a batch (~3.6 MB per 65,536 rows), or its own random insertions cost what the large
+/// table's did.
+pub(super) const RECENT_TRACKING_ROWS: i64 = 1 << 16;
 
 /// Moves the recent tracking numbers of the batch's carriers that have enough of them into
 /// the large table, in key order (see `migrations/0002_packed_contributions.sql`). Under the
