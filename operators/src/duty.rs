@@ -4,7 +4,7 @@
 //! lines plus fees; exempt packages are assessed too, at zero, with the reason.
 
 use crate::model::{Category, Header, Package};
-use crate::money::{cmp_amounts, mul_round_cents, round_cents, sum_money};
+use crate::money::{add_round_cents, cmp_amounts, mul_round_cents, round_cents, sum_money};
 use crate::rates::{Method, Regime};
 use crate::reference::Country;
 use crate::small::SmallList;
@@ -133,5 +133,5 @@ pub(crate) fn assess_into<'a>(regimes: &[Regime], header: &Header<'_>, pkg: &Pac
         round_cents(regime.fees_usd)
     };
     let duty = sum_money(d.lines.iter().map(|l| l.duty_usd));
-    d.total_usd = round_cents(duty + d.fees_usd);
+    d.total_usd = add_round_cents(duty, d.fees_usd);
 }

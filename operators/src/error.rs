@@ -143,8 +143,8 @@ pub struct Issues(pub Vec<Issue>);
 
 impl Issues {
     #[inline]
-    pub fn push(&mut self, code: Code, path: Path<'_>, message: impl Into<String>) {
-        self.0.push(Issue::new(code, path.render(), message));
+    pub fn push<'p>(&mut self, code: Code, path: impl Into<Path<'p>>, message: impl Into<String>) {
+        self.0.push(Issue::new(code, path.into().render(), message));
     }
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

@@ -318,6 +318,21 @@ pub fn less_than_product(a: Decimal, x: Decimal, y: Decimal) -> bool {
     a < x * y
 }
 
+/// `round_cents(a + b)`, added as integers when both are non-negative amounts of scale 2
+/// below 2^63 cents (the sum is then exact at scale 2, as rust_decimal's is); otherwise the
+/// plain `Decimal` computation.
+#[inline]
+pub fn add_round_cents(a: Decimal, b: Decimal) -> Decimal {
+    if a.scale() == 2 && b.scale() == 2 && !a.is_sign_negative() && !b.is_sign_negative() {
+        if let (Ok(x), Ok(y)) = (u64::try_from(a.mantissa()), u64::try_from(b.mantissa())) {
+            if x < 1 << 63 && y < 1 << 63 {
+                return cents_decimal(u128::from(x + y));
+            }
+        }
+    }
+    round_cents(a + b)
+}
+
 /// `a.cmp(&b)` for `Decimal`s: by integers when both are non-negative with mantissas below
 /// 2^64 and scales up to 19 (brought to one scale, both sides fit in `u128`), else by
 /// rust_decimal.
@@ -735,6 +750,23 @@ mod tests {
             write_rate(&mut a, d);
             write_decimal(&mut b, want);
             prop_assert_eq!(a, b, "{}", d);
+        }
+
+        #[test]
+        fn add_round_cents_is_the_decimal_computation(
+            ma in prop_oneof![0i64..1_000_000, any::<i64>()],
+            sa in prop_oneof![Just(2u32), 0u32..=28],
+            mb in prop_oneof![0i64..1_000_000, any::<i64>()],
+            sb in prop_oneof![Just(2u32), 0u32..=28],
+            hi in prop_oneof![Just(0u32), any::<u32>()],
+        ) {
+            let a = Decimal::new(ma, sa);
+            let b = Decimal::from_parts(mb as u32, (mb >> 32) as u32, hi, mb < 0, sb);
+            for (x, y) in [(a, b), (b, a)] {
+                if let Ok(slow) = std::panic::catch_unwind(|| round_cents(x + y)) {
+                    prop_assert_eq!(add_round_cents(x, y).serialize(), slow.serialize(), "{} + {}", x, y);
+                }
+            }
         }
 
         #[test]

@@ -24,9 +24,35 @@ pub const MAX_ITEMS: usize = 100;
 const MAX_WEIGHT_KG: Decimal = Decimal::from_parts(1000, 0, 0, false, 0);
 const MAX_QUANTITY: u64 = 1_000_000;
 
+/// What the fields being checked belong to: a package, or one item of a package.
+#[derive(Debug, Clone, Copy)]
+enum Scope {
+    Package(usize),
+    Item(usize, usize),
+}
+
+/// A field of a package or item: its scope (one value per package or item, passed by
+/// address) and its path within it. On the happy path it is only addresses and constants, so
+/// nothing is written for it; it becomes a [`Path`] when an issue is raised.
+#[derive(Debug, Clone, Copy)]
+struct At<'s> {
+    scope: &'s Scope,
+    rest: &'static str,
+}
+
+impl From<At<'_>> for Path<'static> {
+    #[inline]
+    fn from(at: At<'_>) -> Self {
+        match *at.scope {
+            Scope::Package(p) => Path::Package(p, at.rest),
+            Scope::Item(p, j) => Path::Item(p, j, at.rest),
+        }
+    }
+}
+
 /// A required string: reports missing, null, empty or wrongly typed values.
 #[inline(always)]
-fn required_str<'a>(f: Field<'a>, path: Path<'_>, name: &str, issues: &mut Issues) -> Option<&'a str> {
+fn required_str<'a>(f: Field<'a>, path: impl Into<Path<'static>>, name: &str, issues: &mut Issues) -> Option<&'a str> {
     match f {
         Some(Json::Str(s)) if !is_blank(s) => Some(s),
         _ => required_str_problem(f, path, name, issues),
@@ -36,7 +62,12 @@ fn required_str<'a>(f: Field<'a>, path: Path<'_>, name: &str, issues: &mut Issue
 /// The reports of [`required_str`], out of the common path.
 #[cold]
 #[inline(never)]
-fn required_str_problem<'a>(f: Field<'a>, path: Path<'_>, name: &str, issues: &mut Issues) -> Option<&'a str> {
+fn required_str_problem<'a>(
+    f: Field<'a>,
+    path: impl Into<Path<'static>>,
+    name: &str,
+    issues: &mut Issues,
+) -> Option<&'a str> {
     match f {
         None => {
             issues.push(Code::MissingField, path, format!("{name} is missing"));
@@ -119,7 +150,7 @@ fn longer_than(s: &str, max: usize) -> bool {
 
 /// An optional string: absent and null are both "not given".
 #[inline(always)]
-fn optional_str<'a>(f: Field<'a>, path: Path<'_>, name: &str, issues: &mut Issues) -> Option<&'a str> {
+fn optional_str<'a>(f: Field<'a>, path: impl Into<Path<'static>>, name: &str, issues: &mut Issues) -> Option<&'a str> {
     match f {
         None | Some(Json::Null) => None,
         Some(Json::Str(s)) => Some(s),
@@ -132,7 +163,7 @@ fn optional_str<'a>(f: Field<'a>, path: Path<'_>, name: &str, issues: &mut Issue
 
 #[cold]
 #[inline(never)]
-fn not_a_string(other: Json<'_>, path: Path<'_>, name: &str, issues: &mut Issues) {
+fn not_a_string(other: Json<'_>, path: impl Into<Path<'static>>, name: &str, issues: &mut Issues) {
     issues.push(
         Code::SchemaViolation,
         path,
@@ -142,7 +173,12 @@ fn not_a_string(other: Json<'_>, path: Path<'_>, name: &str, issues: &mut Issues
 
 /// A required object: `Some(t)` when present and an object.
 #[inline(always)]
-fn required_part<'p, T>(p: &'p Part<T>, path: Path<'_>, name: &str, issues: &mut Issues) -> Option<&'p T> {
+fn required_part<'p, T>(
+    p: &'p Part<T>,
+    path: impl Into<Path<'static>>,
+    name: &str,
+    issues: &mut Issues,
+) -> Option<&'p T> {
     match p {
         Part::Ok(t) => Some(t),
         Part::Missing => {
@@ -159,7 +195,7 @@ fn required_part<'p, T>(p: &'p Part<T>, path: Path<'_>, name: &str, issues: &mut
 /// The report of a required object that is missing (`None`) or of another type.
 #[cold]
 #[inline(never)]
-fn part_problem(kind: Option<&str>, path: Path<'_>, name: &str, issues: &mut Issues) {
+fn part_problem(kind: Option<&str>, path: impl Into<Path<'static>>, name: &str, issues: &mut Issues) {
     match kind {
         None => issues.push(Code::MissingField, path, format!("{name} is missing")),
         Some("null") => issues.push(Code::MissingField, path, format!("{name} is null; it is required")),
@@ -175,7 +211,7 @@ fn part_problem(kind: Option<&str>, path: Path<'_>, name: &str, issues: &mut Iss
 #[inline(always)]
 fn decimal_text<'a>(
     f: Field<'a>,
-    path: Path<'_>,
+    path: impl Into<Path<'static>>,
     name: &str,
     code: Code,
     issues: &mut Issues,
@@ -192,7 +228,7 @@ fn decimal_text<'a>(
 
 #[cold]
 #[inline(never)]
-fn not_a_decimal(f: Field<'_>, path: Path<'_>, name: &str, code: Code, issues: &mut Issues) {
+fn not_a_decimal(f: Field<'_>, path: impl Into<Path<'static>>, name: &str, code: Code, issues: &mut Issues) {
     match f {
         None | Some(Json::Null) => issues.push(Code::MissingField, path, format!("{name} is missing")),
         Some(other) => issues.push(
@@ -210,7 +246,7 @@ fn not_a_decimal(f: Field<'_>, path: Path<'_>, name: &str, code: Code, issues: &
 fn country(
     ops: &Operators,
     s: &str,
-    path: Path<'_>,
+    path: impl Into<Path<'static>>,
     name: &str,
     issues: &mut Issues,
 ) -> Option<crate::reference::Country> {
@@ -223,7 +259,7 @@ fn country(
 
 #[cold]
 #[inline(never)]
-fn not_a_country(s: &str, path: Path<'_>, name: &str, issues: &mut Issues) {
+fn not_a_country(s: &str, path: impl Into<Path<'static>>, name: &str, issues: &mut Issues) {
     issues.push(
         Code::InvalidCountry,
         path,
@@ -464,7 +500,8 @@ pub(crate) fn package_into<'a>(
     let index = pkg.index as usize;
     let mut issues = Issues::default();
     let mut warnings = Vec::new();
-    let p = |rest: &'static str| Path::Package(index, rest);
+    let scope = Scope::Package(index);
+    let p = |rest: &'static str| At { scope: &scope, rest };
     if let Some(kind) = raw.not_object {
         issues.push(
             Code::SchemaViolation,
@@ -678,7 +715,7 @@ pub(crate) fn package_into<'a>(
         if total.is_zero() && matches!(pkg.category, Category::Merchandise | Category::CommercialSample) {
             warnings.push(Issue::new(
                 Code::ZeroDeclaredValue,
-                p("items").render(),
+                Path::from(p("items")).render(),
                 "every item is declared at 0; merchandise normally has a value",
             ));
         }
@@ -706,7 +743,8 @@ fn item<'a>(
     raw: &RawItem<'a>,
     issues: &mut Issues,
 ) -> Option<Item<'a>> {
-    let at = |rest: &'static str| Path::Item(p, j, rest);
+    let scope = Scope::Item(p, j);
+    let at = |rest: &'static str| At { scope: &scope, rest };
     if let Some(kind) = raw.not_object {
         issues.push(
             Code::SchemaViolation,
