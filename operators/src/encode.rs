@@ -8,15 +8,25 @@ use crate::Operators;
 use chrono::{Datelike, NaiveDate};
 
 /// Appends `s` as a JSON string literal.
+#[inline]
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
-    out.push(b'"');
-    if !any_needs_escape(bytes) {
-        out.extend_from_slice(bytes);
-        out.push(b'"');
+    if any_needs_escape(bytes) {
+        write_escaped(out, bytes);
         return;
     }
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(bytes);
+    out.push(b'"');
+}
+
+/// [`write_str`] of a text with bytes to escape.
+#[cold]
+#[inline(never)]
+fn write_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let esc: &[u8] = match b {
