@@ -144,11 +144,15 @@ fn commit_in_transaction(
 /// table's did.
 pub(super) const RECENT_TRACKING_ROWS: i64 = 1 << 16;
 
-/// Moves the recent tracking numbers of the batch's carriers that have enough of them into
+/// Moves the recent tracking numbers of a carrier of the batch that has enough of them into
 /// the large table, in key order (see `migrations/0002_packed_contributions.sql`). Under the
 /// batch's carrier locks, like every other read and write of a carrier's numbers.
 fn merge_recent_tracking_numbers(tx: &mut Tx<'_>, manifests: &[ManifestRecord], merge_rows: i64) -> Result<()> {
     let carriers: BTreeSet<&str> = manifests.iter().map(|m| m.carrier.as_str()).collect();
+    // One carrier per batch at most, the one with the most rows: carriers with similar traffic
+    // reach the threshold together, and moving them all in one transaction makes one long
+    // commit and a peak of memory.
+    let mut fullest: Option<(i64, &str)> = None;
     for carrier in carriers {
         let recent = tx
             .first(
@@ -157,15 +161,18 @@ fn merge_recent_tracking_numbers(tx: &mut Tx<'_>, manifests: &[ManifestRecord], 
                 |r| r.int(0),
             )?
             .unwrap_or(0);
-        if recent >= merge_rows {
-            tx.execute(
-                "INSERT INTO tracking_numbers (carrier, tracking_number, manifest_id, arrival_date)
-                 SELECT carrier, tracking_number, manifest_id, arrival_date FROM tracking_numbers_recent
-                 WHERE carrier = $1 ORDER BY carrier, tracking_number, manifest_id",
-                args![carrier],
-            )?;
-            tx.execute("DELETE FROM tracking_numbers_recent WHERE carrier = $1", args![carrier])?;
+        if recent >= merge_rows && fullest.is_none_or(|(most, _)| recent > most) {
+            fullest = Some((recent, carrier));
         }
+    }
+    if let Some((_, carrier)) = fullest {
+        tx.execute(
+            "INSERT INTO tracking_numbers (carrier, tracking_number, manifest_id, arrival_date)
+             SELECT carrier, tracking_number, manifest_id, arrival_date FROM tracking_numbers_recent
+             WHERE carrier = $1 ORDER BY carrier, tracking_number, manifest_id",
+            args![carrier],
+        )?;
+        tx.execute("DELETE FROM tracking_numbers_recent WHERE carrier = $1", args![carrier])?;
     }
     Ok(())
 }
