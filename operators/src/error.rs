@@ -129,9 +129,9 @@ impl Path<'_> {
     pub fn render(self) -> Cow<'static, str> {
         match self {
             Path::Root(s) | Path::Header(s) => Cow::Borrowed(s),
-            Path::Package(p, rest) if rest.is_empty() => Cow::Owned(format!("$.packages[{p}]")),
+            Path::Package(p, "") => Cow::Owned(format!("$.packages[{p}]")),
             Path::Package(p, rest) => Cow::Owned(format!("$.packages[{p}].{rest}")),
-            Path::Item(p, i, rest) if rest.is_empty() => Cow::Owned(format!("$.packages[{p}].items[{i}]")),
+            Path::Item(p, i, "") => Cow::Owned(format!("$.packages[{p}].items[{i}]")),
             Path::Item(p, i, rest) => Cow::Owned(format!("$.packages[{p}].items[{i}].{rest}")),
         }
     }

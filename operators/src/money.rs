@@ -98,7 +98,7 @@ fn parse_plain(b: &[u8], max_scale: u32) -> Option<Decimal> {
     if m == 0 {
         return Some(Decimal::ZERO);
     }
-    while scale > 0 && m % 10 == 0 {
+    while scale > 0 && m.is_multiple_of(10) {
         m /= 10;
         scale -= 1;
     }
