@@ -458,50 +458,44 @@ pub fn write_decimal(out: &mut Vec<u8>, d: Decimal) {
     // most and scales are at most 28.
     let mut buf = [b'0'; 48];
     let mut i = buf.len();
-    let v = m.unsigned_abs();
-    match u64::try_from(v) {
-        Ok(mut v) => {
-            for _ in 0..scale {
-                i -= 1;
-                buf[i] = b'0' + (v % 10) as u8;
-                v /= 10;
-            }
-            if scale > 0 {
-                i -= 1;
-                buf[i] = b'.';
-            }
-            if v == 0 {
-                i -= 1;
-            } else {
-                write_digits_u64(&mut buf, &mut i, v);
-            }
-        }
-        Err(_) => {
-            let mut v = v;
-            for _ in 0..scale {
-                i -= 1;
-                buf[i] = b'0' + (v % 10) as u8;
-                v /= 10;
-            }
-            if scale > 0 {
-                i -= 1;
-                buf[i] = b'.';
-            }
-            if v == 0 {
-                i -= 1;
-            }
-            while v != 0 {
-                i -= 1;
-                buf[i] = b'0' + (v % 10) as u8;
-                v /= 10;
-            }
-        }
+    let mut v = m.unsigned_abs();
+    for _ in 0..scale {
+        i -= 1;
+        buf[i] = b'0' + pop_digit(&mut v);
     }
+    if scale > 0 {
+        i -= 1;
+        buf[i] = b'.';
+    }
+    if v == 0 {
+        i -= 1;
+    }
+    while v > u128::from(u64::MAX) {
+        i -= 1;
+        buf[i] = b'0' + pop_digit(&mut v);
+    }
+    write_digits_u64(&mut buf, &mut i, v as u64);
     if m < 0 {
         i -= 1;
         buf[i] = b'-';
     }
     out.extend_from_slice(&buf[i..]);
+}
+
+/// Removes the last decimal digit of `v` and returns it, in `u64` arithmetic when `v` fits.
+#[inline]
+fn pop_digit(v: &mut u128) -> u8 {
+    match u64::try_from(*v) {
+        Ok(small) => {
+            *v = u128::from(small / 10);
+            (small % 10) as u8
+        }
+        Err(_) => {
+            let digit = (*v % 10) as u8;
+            *v /= 10;
+            digit
+        }
+    }
 }
 
 /// The two digits of every number below 100.
