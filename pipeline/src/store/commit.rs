@@ -544,35 +544,27 @@ fn write_manifests(
     let mut new_manifests = Pending::new(&NEW_MANIFESTS);
     for w in &written {
         let m = w.latest;
+        // The UPDATE numbers its parameters in NEW_MANIFESTS' column order.
+        let row = args![
+            &m.carrier,
+            &m.manifest_id,
+            &m.month,
+            w.packages,
+            w.versions,
+            &m.source_topic,
+            m.source_partition,
+            m.source_offset,
+            &w.contribution
+        ];
         if w.held {
             tx.execute(
                 "UPDATE manifests SET month = $3, packages = $4, versions = versions + $5, source_topic = $6,
                    source_partition = $7, source_offset = $8, contribution = $9
                  WHERE carrier = $1 AND manifest_id = $2",
-                args![
-                    &m.carrier,
-                    &m.manifest_id,
-                    &m.month,
-                    w.packages,
-                    w.versions,
-                    &m.source_topic,
-                    m.source_partition,
-                    m.source_offset,
-                    &w.contribution
-                ],
+                row,
             )?;
         } else {
-            new_manifests.push(args![
-                &m.carrier,
-                &m.manifest_id,
-                &m.month,
-                w.packages,
-                w.versions,
-                &m.source_topic,
-                m.source_partition,
-                m.source_offset,
-                &w.contribution
-            ]);
+            new_manifests.push(row);
         }
     }
     new_manifests.flush(&mut **tx)?;
