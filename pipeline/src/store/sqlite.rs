@@ -42,6 +42,32 @@ const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
 /// (a reader held an older snapshot, or another connection was checkpointing).
 const RETRY: Duration = Duration::from_millis(100);
 
+/// How long a statement waits for another connection's lock before it fails.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Puts the database in WAL mode. On a new database the switch needs the exclusive lock, and
+/// SQLite answers `SQLITE_BUSY` at once, without its busy handler, when another connection
+/// (another process starting on the same new store) holds a lock meanwhile: so this retries
+/// until [`BUSY_TIMEOUT`].
+fn use_wal(conn: &Connection) -> Result<()> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0)) {
+            Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+            Ok(mode) => bail!("SQLite kept journal mode {mode:?} (a file system without shared memory?)"),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Who checkpoints this connection's commits.
 enum Checkpoints {
     /// Nothing committed yet.
@@ -66,8 +92,8 @@ pub(crate) struct Sqlite {
 impl Sqlite {
     pub(crate) fn open(path: &Path) -> Result<Self> {
         let conn = Connection::open(path).with_context(|| format!("cannot open the store {}", path.display()))?;
-        conn.busy_timeout(Duration::from_secs(30))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        use_wal(&conn).with_context(|| format!("cannot put the store {} in WAL mode", path.display()))?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         // A multi-row INSERT keeps a statement journal (to undo only itself should it fail
         // half-way): in memory, not in a temporary file.
