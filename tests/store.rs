@@ -269,7 +269,7 @@ fn offsets(store: &Store) -> BTreeMap<i32, i64> {
 
 fn a_batch_adds_its_totals_and_moves_its_offsets(url: &StoreUrl) {
     let mut store = Store::open(url).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), 3);
     let batch = vec![lh_1_mixed(), single("AF", "AF-1", "2026-04-10", "RR000000004DE", 700)];
     let (outcome, published) = commit(&mut store, &[range(0, -1, 2), range(1, -1, 1)], batch);
     assert_eq!(outcome, CommitOutcome::Committed);
@@ -302,7 +302,7 @@ fn a_batch_adds_its_totals_and_moves_its_offsets(url: &StoreUrl) {
     drop(store);
     // Reopened: the same store, its migrations not applied again.
     let store = Store::open_existing(url).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), 3);
     assert_eq!(summary(&store), expected);
 }
 
@@ -759,7 +759,7 @@ fn concurrent_opens_migrate_once(url: &StoreUrl) {
         })
         .collect();
     for o in openers {
-        assert_eq!(o.join().unwrap().unwrap(), 2);
+        assert_eq!(o.join().unwrap().unwrap(), 3);
     }
 }
 
@@ -794,10 +794,12 @@ fn a_version_1_store_is_migrated(url: &StoreUrl) {
             .unwrap(),
     }
     let mut store = Store::open(url).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), 3);
     let before = [row("LH 2026-03 ad_valorem", 2, 3, 3500, 350, 1)];
     assert_eq!(summary(&store), before);
     assert_eq!(offsets(&store), BTreeMap::from([(0, 1)]));
+    // The migration counted the packed packages' tracking numbers as recent.
+    assert_eq!(recent_rows(&store), [("LH".to_string(), 2)]);
     let lines: Vec<(String, i64, i64)> = store
         .worksheet_lines("LH", "2026-03")
         .unwrap()
@@ -837,6 +839,7 @@ fn merged_tracking_numbers_count_and_go_with_an_amendment(url: &StoreUrl) {
         commit(&mut store, &[range(0, -1, 1)], batch).0,
         CommitOutcome::Committed
     );
+    assert_eq!(recent_rows(&store), [("LH".to_string(), 0)]);
     // One more, which stays recent; a reuse of a moved number is a duplicate.
     let reuse = single("LH", "LH-2", "2026-03-09", "RR000000001DE", 500);
     let other = single("LH", "LH-3", "2026-03-09", "RR000000003DE", 500);
@@ -848,6 +851,7 @@ fn merged_tracking_numbers_count_and_go_with_an_amendment(url: &StoreUrl) {
         (rejections[0].manifest, rejections[0].other_manifest_id.as_str()),
         (0, "LH-1")
     );
+    assert_eq!(recent_rows(&store), [("LH".to_string(), 1)]);
     // LH-1 amended without RR000000001DE: the moved number goes, so its reuse is accepted; the
     // recent RR000000003DE still counts.
     let amended = lh_1(&["RR000000002DE"]);
@@ -863,6 +867,34 @@ fn merged_tracking_numbers_count_and_go_with_an_amendment(url: &StoreUrl) {
     );
     // LH-1 (one package), LH-3 and LH-4 accepted; the duplicates in LH-2 and LH-5 rejected.
     assert_eq!(summary(&store), [row("LH 2026-03 ad_valorem", 3, 3, 2200, 220, 2)]);
+    // LH-1's number again and LH-4's joined LH-3's, three in all: moved at the end of that batch.
+    assert_eq!(recent_rows(&store), [("LH".to_string(), 0)]);
+    // An amendment that removes recent numbers takes them off the count: LH-6's two numbers
+    // stay under a threshold of 3, and its amendment drops one of them.
+    store.set_tracking_merge_rows(3);
+    let lh_6 = |trackings: &[&str]| {
+        let packages = trackings.iter().map(|t| accepted(t, &[1000])).collect();
+        manifest("LH", "LH-6", "2026-03-12", packages)
+    };
+    let batch = vec![lh_6(&["RR000000006DE", "RR000000007DE"])];
+    assert_eq!(commit(&mut store, &[range(0, 6, 7)], batch).0, CommitOutcome::Committed);
+    assert_eq!(recent_rows(&store), [("LH".to_string(), 2)]);
+    let batch = vec![lh_6(&["RR000000006DE"])];
+    assert_eq!(commit(&mut store, &[range(0, 7, 8)], batch).0, CommitOutcome::Committed);
+    assert_eq!(recent_rows(&store), [("LH".to_string(), 1)]);
+}
+
+/// Each carrier's count of recent tracking numbers, checked against the table.
+fn recent_rows(store: &Store) -> Vec<(String, i64)> {
+    store
+        .recent_tracking_rows()
+        .unwrap()
+        .into_iter()
+        .map(|(carrier, counted, held)| {
+            assert_eq!(counted, held, "{carrier}: the count of recent tracking numbers is off");
+            (carrier, held)
+        })
+        .collect()
 }
 
 /// The battery, once per backend: `sqlite::<case>` and `postgresql::<case>`.

@@ -109,7 +109,7 @@ fn commit_in_transaction(
     }
     // Every package is decided: the outputs go out while the store writes.
     send(manifests, &decisions.rejections)?;
-    let deltas = write_manifests(&mut tx, manifests, &arrivals, plan.held)?;
+    let Changes { deltas, recent_rows } = write_manifests(&mut tx, manifests, &arrivals, plan.held)?;
     let mut totals = Pending::new(&TOTALS);
     for ((carrier, month, regime, method), d) in deltas.iter().filter(|(_, d)| !d.is_zero()) {
         totals.push(args![
@@ -125,7 +125,7 @@ fn commit_in_transaction(
         ]);
     }
     totals.flush(&mut *tx)?;
-    merge_recent_tracking_numbers(&mut tx, manifests, merge_rows)?;
+    merge_recent_tracking_numbers(&mut tx, &recent_rows, merge_rows)?;
     delivered()?;
     for r in ranges {
         tx.execute(
@@ -144,23 +144,27 @@ fn commit_in_transaction(
 /// table's did.
 pub(super) const RECENT_TRACKING_ROWS: i64 = 1 << 16;
 
-/// Moves the recent tracking numbers of a carrier of the batch that has enough of them into
-/// the large table, in key order (see `migrations/0002_packed_contributions.sql`). Under the
-/// batch's carrier locks, like every other read and write of a carrier's numbers.
-fn merge_recent_tracking_numbers(tx: &mut Tx<'_>, manifests: &[ManifestRecord], merge_rows: i64) -> Result<()> {
-    let carriers: BTreeSet<&str> = manifests.iter().map(|m| m.carrier.as_str()).collect();
+/// Records the batch's change to each carrier's count of recent tracking numbers
+/// (`tracking_numbers_recent_counts`), and moves the recent numbers of a carrier that has enough
+/// of them into the large table, in key order (see `migrations/0002_packed_contributions.sql`).
+/// Under the batch's carrier locks, like every other read and write of a carrier's numbers.
+fn merge_recent_tracking_numbers(tx: &mut Tx<'_>, recent_rows: &BTreeMap<&str, i64>, merge_rows: i64) -> Result<()> {
     // One carrier per batch at most, the one with the most rows: carriers with similar traffic
     // reach the threshold together, and moving them all in one transaction makes one long
-    // commit and a peak of memory.
+    // commit and a peak of memory. A carrier past the threshold that is not moved now is moved
+    // by a later batch that adds to it.
     let mut fullest: Option<(i64, &str)> = None;
-    for carrier in carriers {
+    for (&carrier, &change) in recent_rows.iter().filter(|(_, &change)| change != 0) {
         let recent = tx
             .first(
-                "SELECT COUNT(*) FROM tracking_numbers_recent WHERE carrier = $1",
-                args![carrier],
+                "INSERT INTO tracking_numbers_recent_counts (carrier, recent_rows) VALUES ($1, $2)
+                 ON CONFLICT (carrier) DO UPDATE
+                 SET recent_rows = tracking_numbers_recent_counts.recent_rows + excluded.recent_rows
+                 RETURNING recent_rows",
+                args![carrier, change],
                 |r| r.int(0),
             )?
-            .unwrap_or(0);
+            .context("the count of recent tracking numbers returned no row")?;
         if recent >= merge_rows && fullest.is_none_or(|(most, _)| recent > most) {
             fullest = Some((recent, carrier));
         }
@@ -173,6 +177,10 @@ fn merge_recent_tracking_numbers(tx: &mut Tx<'_>, manifests: &[ManifestRecord], 
             args![carrier],
         )?;
         tx.execute("DELETE FROM tracking_numbers_recent WHERE carrier = $1", args![carrier])?;
+        tx.execute(
+            "UPDATE tracking_numbers_recent_counts SET recent_rows = 0 WHERE carrier = $1",
+            args![carrier],
+        )?;
     }
     Ok(())
 }
@@ -452,17 +460,26 @@ struct Written<'b> {
     contribution: String,
 }
 
+/// What a batch's writes change besides its rows.
+struct Changes<'b> {
+    /// The change to the totals.
+    deltas: BTreeMap<TotalsKey, Delta>,
+    /// The change to each carrier's rows in `tracking_numbers_recent`.
+    recent_rows: BTreeMap<&'b str, i64>,
+}
+
 /// Writes the batch as planned, in batch order: replaces the earlier contribution of a manifest
 /// seen before (all of it, or for a dead-letter replay the replayed packages only), and records
 /// the manifests with their accepted packages, the accepted tracking numbers and the rejected
-/// packages. Returns the change to the totals.
-fn write_manifests(
+/// packages.
+fn write_manifests<'b>(
     tx: &mut Tx<'_>,
-    manifests: &[ManifestRecord],
+    manifests: &'b [ManifestRecord],
     arrivals: &[String],
     mut held: HashMap<(String, String), HeldManifest>,
-) -> Result<BTreeMap<TotalsKey, Delta>> {
+) -> Result<Changes<'b>> {
     let mut deltas = BTreeMap::new();
+    let mut recent_rows: BTreeMap<&str, i64> = BTreeMap::new();
     let mut rows = NewRows {
         tracking: Pending::new(&TRACKING_NUMBERS),
         rejected: Pending::new(&REJECTED_PACKAGES),
@@ -493,7 +510,8 @@ fn write_manifests(
                 // The removal reads and deletes what earlier manifests of the batch wrote.
                 rows.flush(tx)?;
                 let w = &mut written[i];
-                remove_contribution(tx, m, w, &mut deltas)?;
+                let removed = remove_contribution(tx, m, w, &mut deltas)?;
+                *recent_rows.entry(&m.carrier).or_default() -= removed;
                 w
             }
             None => written.last_mut().expect("just pushed"),
@@ -513,6 +531,7 @@ fn write_manifests(
             if let (Some(acc), Some(tracking)) = (&p.accepted, &p.tracking_number) {
                 packed::push_package(&mut w.contribution, tracking, &at, acc)?;
                 rows.tracking.push(args![&m.carrier, tracking, &m.manifest_id, arrival]);
+                *recent_rows.entry(&m.carrier).or_default() += 1;
                 months.insert((&m.carrier, &m.month, &m.manifest_id));
                 let key = (m.carrier.clone(), m.month.clone(), acc.regime.clone(), acc.method);
                 let added = Delta {
@@ -573,19 +592,20 @@ fn write_manifests(
         manifest_months.push(args![carrier, month, id]);
     }
     manifest_months.flush(&mut **tx)?;
-    Ok(deltas)
+    Ok(Changes { deltas, recent_rows })
 }
 
 /// Removes what a manifest seen before contributes, before its new version `m` is written: all
 /// of it, or for a dead-letter replay only the replayed tracking numbers. Takes the packages out
 /// of the contribution and of the totals, and deletes their tracking numbers and the
-/// manifest's rejected packages.
+/// manifest's rejected packages. Returns how many tracking numbers it deleted from
+/// `tracking_numbers_recent`.
 fn remove_contribution(
     tx: &mut Tx<'_>,
     m: &ManifestRecord,
     w: &mut Written<'_>,
     deltas: &mut BTreeMap<TotalsKey, Delta>,
-) -> Result<()> {
+) -> Result<i64> {
     let replayed: Option<HashSet<&str>> = m
         .replay
         .then(|| m.packages.iter().filter_map(|p| p.tracking_number.as_deref()).collect());
@@ -616,13 +636,26 @@ fn remove_contribution(
     }
     w.contribution = kept;
     let removed: Vec<&str> = removed.iter().map(String::as_str).collect();
+    let mut removed_recent = 0;
     if !removed.is_empty() {
-        for sql in [
+        query_in(
+            &mut **tx,
             "DELETE FROM tracking_numbers WHERE carrier = $1 AND manifest_id = $2 AND tracking_number IN ($keys)",
-            "DELETE FROM tracking_numbers_recent WHERE carrier = $1 AND manifest_id = $2 AND tracking_number IN ($keys)",
-        ] {
-            query_in(&mut **tx, sql, args![&m.carrier, &m.manifest_id], &removed, &mut |_| Ok(()))?;
-        }
+            args![&m.carrier, &m.manifest_id],
+            &removed,
+            &mut |_| Ok(()),
+        )?;
+        query_in(
+            &mut **tx,
+            "DELETE FROM tracking_numbers_recent WHERE carrier = $1 AND manifest_id = $2 AND tracking_number IN ($keys)
+             RETURNING tracking_number",
+            args![&m.carrier, &m.manifest_id],
+            &removed,
+            &mut |_| {
+                removed_recent += 1;
+                Ok(())
+            },
+        )?;
     }
     match &replayed {
         Some(r) => {
@@ -644,5 +677,5 @@ fn remove_contribution(
             )?;
         }
     }
-    Ok(())
+    Ok(removed_recent)
 }

@@ -29,6 +29,11 @@ const MIGRATIONS: &[(i64, &str, Option<Step>)] = &[
         include_str!("../../migrations/0002_packed_contributions.sql"),
         Some(pack_version_1_rows),
     ),
+    (
+        3,
+        include_str!("../../migrations/0003_recent_tracking_counts.sql"),
+        None,
+    ),
 ];
 
 /// Applies pending migrations, one process at a time.

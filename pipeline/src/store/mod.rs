@@ -163,6 +163,25 @@ impl Store {
         self.merge_rows = rows.max(1);
     }
 
+    /// Per carrier: its rows in `tracking_numbers_recent` as the batches counted them
+    /// (`tracking_numbers_recent_counts`), and as the table holds them. Tests check that the
+    /// two agree.
+    #[doc(hidden)]
+    pub fn recent_tracking_rows(&self) -> Result<Vec<(String, i64, i64)>> {
+        self.conn.borrow_mut().rows(
+            "SELECT c.carrier, c.recent_rows,
+                    (SELECT COUNT(*) FROM tracking_numbers_recent r WHERE r.carrier = c.carrier)
+             FROM tracking_numbers_recent_counts c
+             UNION ALL
+             SELECT r.carrier, 0, COUNT(*) FROM tracking_numbers_recent r
+             WHERE NOT EXISTS (SELECT 1 FROM tracking_numbers_recent_counts c WHERE c.carrier = r.carrier)
+             GROUP BY r.carrier
+             ORDER BY 1",
+            &[],
+            |r| Ok((r.text(0)?, r.int(1)?, r.int(2)?)),
+        )
+    }
+
     /// Monthly totals, with the rejected-package count of each carrier and month.
     pub fn totals(&self, carrier: Option<&str>, month: Option<&str>) -> Result<Vec<TotalsRow>> {
         self.conn.borrow_mut().rows(
