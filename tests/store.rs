@@ -884,6 +884,63 @@ fn merged_tracking_numbers_count_and_go_with_an_amendment(url: &StoreUrl) {
     assert_eq!(recent_rows(&store), [("LH".to_string(), 1)]);
 }
 
+/// A move of recent tracking numbers into the large table goes a slice per batch, in key order:
+/// numbers count as duplicates wherever they are, the count follows every slice, rows added
+/// behind the move wait for the next one, and the move ends with the last slice.
+fn recent_tracking_numbers_move_a_slice_per_batch(url: &StoreUrl) {
+    let mut store = Store::open(url).unwrap();
+    // Slices of at least one row (16 / 16), and at least twice what a batch adds.
+    store.set_tracking_merge_rows(16);
+    let number = |n: u32| format!("RR{n:09}DE");
+    let packages = |numbers: std::ops::RangeInclusive<u32>| numbers.map(|n| accepted(&number(n), &[1000])).collect();
+    let mut next = 0;
+    let mut batch = |store: &mut Store, manifests: Vec<ManifestRecord>| {
+        let n = manifests.len() as i64;
+        let expected = if next == 0 { -1 } else { next };
+        let (outcome, published) = commit(store, &[range(0, expected, next + n)], manifests);
+        assert_eq!(outcome, CommitOutcome::Committed);
+        next += n;
+        let rejections = published.unwrap().rejections;
+        rejections
+            .into_iter()
+            .map(|r| (r.manifest, r.other_manifest_id))
+            .collect::<Vec<_>>()
+    };
+    let one = |id: &str, n: u32| single("LH", id, "2026-03-10", &number(n), 500);
+    // 10 numbers: under the threshold.
+    batch(&mut store, vec![manifest("LH", "LH-1", "2026-03-02", packages(1..=10))]);
+    assert_eq!(recent_rows(&store), [("LH".to_string(), 10)]);
+    // 16: a move starts, and its first slice takes twice the 6 added, numbers 1 to 12.
+    batch(
+        &mut store,
+        vec![manifest("LH", "LH-2", "2026-03-03", packages(11..=16))],
+    );
+    assert_eq!(recent_rows(&store), [("LH".to_string(), 4)]);
+    // Reuses of a moved number and of a recent one are both duplicates; number 20 is added and
+    // the next slice takes two (13 and 14).
+    let rejected = batch(&mut store, vec![one("LH-3", 20), one("LH-4", 1), one("LH-5", 16)]);
+    assert_eq!(rejected, [(1, "LH-1".to_string()), (2, "LH-2".to_string())]);
+    assert_eq!(recent_rows(&store), [("LH".to_string(), 3)]);
+    // Number 0 sorts before where the move stands: it waits; 15 and 16 move.
+    batch(&mut store, vec![one("LH-6", 0)]);
+    assert_eq!(recent_rows(&store), [("LH".to_string(), 2)]);
+    // 20 and 30 are all that is left after the move's position: the last slice.
+    batch(&mut store, vec![one("LH-7", 30)]);
+    assert_eq!(recent_rows(&store), [("LH".to_string(), 1)]);
+    // The move is over: under the threshold, nothing moves.
+    batch(&mut store, vec![one("LH-8", 31)]);
+    assert_eq!(recent_rows(&store), [("LH".to_string(), 2)]);
+    // Every number still counts, moved or not.
+    let rejected = batch(
+        &mut store,
+        vec![one("LH-9", 0), one("LH-10", 12), one("LH-11", 30), one("LH-12", 31)],
+    );
+    let others: Vec<&str> = rejected.iter().map(|(_, other)| other.as_str()).collect();
+    assert_eq!(others, ["LH-6", "LH-2", "LH-7", "LH-8"]);
+    // 16 + 20, 0, 30, 31 accepted; the five reuses rejected.
+    assert_eq!(summary(&store), [row("LH 2026-03 ad_valorem", 20, 20, 18000, 1800, 6)]);
+}
+
 /// Each carrier's count of recent tracking numbers, checked against the table.
 fn recent_rows(store: &Store) -> Vec<(String, i64)> {
     store
@@ -922,6 +979,7 @@ battery!(
     concurrent_opens_migrate_once,
     a_version_1_store_is_migrated,
     merged_tracking_numbers_count_and_go_with_an_amendment,
+    recent_tracking_numbers_move_a_slice_per_batch,
 );
 
 /// The server ends the store's connection (a restart, a failover, an administrator) between

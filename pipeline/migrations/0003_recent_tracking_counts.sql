@@ -1,10 +1,19 @@
--- dutyflow store, version 3: how many rows each carrier has in `tracking_numbers_recent`, kept
--- by the batches that add and remove them, so that deciding whether a carrier's recent numbers
--- are due to move into `tracking_numbers` reads one row, not the carrier's whole part of the
--- small table (that count cost every batch ~10 ms, whatever its size).
+-- dutyflow store, version 3: per carrier, how many rows it has in `tracking_numbers_recent`,
+-- and how far the move of those rows into `tracking_numbers` has come.
+--
+-- `recent_rows` is kept by the batches that add and remove rows, so that deciding whether a
+-- carrier's recent numbers are due to move reads one row, not the carrier's whole part of the
+-- small table (counting it cost every batch ~10 ms, whatever the batch's size).
+--
+-- A move goes in key order, a slice per batch, so that no one commit carries all of it:
+-- `moved_before_*` is the key where the rows not moved yet start (NULL: no move under way;
+-- empty texts, before every key: a move that has moved nothing yet). Rows added behind that key
+-- during a move wait for the next one.
 CREATE TABLE tracking_numbers_recent_counts (
     carrier TEXT PRIMARY KEY,
-    recent_rows BIGINT NOT NULL
+    recent_rows BIGINT NOT NULL,
+    moved_before_tracking_number TEXT,
+    moved_before_manifest_id TEXT
 );
 
 INSERT INTO tracking_numbers_recent_counts (carrier, recent_rows)

@@ -137,51 +137,116 @@ fn commit_in_transaction(
     Ok(CommitOutcome::Committed)
 }
 
-/// Rows of one carrier in `tracking_numbers_recent` past which a batch of that carrier moves
-/// them into `tracking_numbers`. Larger means fewer merges, each changing up to every page of
-/// the carrier's part of the large table once, but a larger small table: it should stay small
-/// next to a batch (~3.6 MB per 65,536 rows), or its own random insertions cost what the large
+/// Rows of one carrier in `tracking_numbers_recent` past which a move of them into
+/// `tracking_numbers` starts. Larger means fewer moves, each changing up to every page of the
+/// carrier's part of the large table once, but a larger small table: it should stay small next
+/// to a batch (~3.6 MB per 65,536 rows), or its own random insertions cost what the large
 /// table's did.
 pub(super) const RECENT_TRACKING_ROWS: i64 = 1 << 16;
 
+/// A move goes a slice per batch, in key order: at least this share of the threshold, and at
+/// least twice what the batch added to the small table (so that moves outpace additions).
+const MOVE_SLICES: i64 = 16;
+
+/// A carrier's recent tracking numbers, after the batch's additions and removals.
+struct Recent<'b> {
+    carrier: &'b str,
+    rows: i64,
+    /// Where the rows a move under way has not moved yet start, by key (`None`: no move
+    /// under way).
+    moved_before: Option<(String, String)>,
+}
+
 /// Records the batch's change to each carrier's count of recent tracking numbers
-/// (`tracking_numbers_recent_counts`), and moves the recent numbers of a carrier that has enough
-/// of them into the large table, in key order (see `migrations/0002_packed_contributions.sql`).
-/// Under the batch's carrier locks, like every other read and write of a carrier's numbers.
+/// (`tracking_numbers_recent_counts`, see `migrations/0003_recent_tracking_counts.sql`), and
+/// moves a slice of one carrier's recent numbers into the large table, in key order: the next
+/// slice of a move under way, else the first of a carrier past the threshold. Under the batch's
+/// carrier locks, like every other read and write of a carrier's numbers.
 fn merge_recent_tracking_numbers(tx: &mut Tx<'_>, recent_rows: &BTreeMap<&str, i64>, merge_rows: i64) -> Result<()> {
-    // One carrier per batch at most, the one with the most rows: carriers with similar traffic
-    // reach the threshold together, and moving them all in one transaction makes one long
-    // commit and a peak of memory. A carrier past the threshold that is not moved now is moved
-    // by a later batch that adds to it.
-    let mut fullest: Option<(i64, &str)> = None;
+    // One carrier per batch at most: carriers with similar traffic reach the threshold
+    // together, and moving them all in one transaction makes one long commit and a peak of
+    // memory. A carrier not served now is served by a later batch that adds to it.
+    let mut chosen: Option<Recent<'_>> = None;
+    let rank = |r: &Recent<'_>| (r.moved_before.is_some(), r.rows);
     for (&carrier, &change) in recent_rows.iter().filter(|(_, &change)| change != 0) {
-        let recent = tx
+        let (rows, tracking, manifest) = tx
             .first(
                 "INSERT INTO tracking_numbers_recent_counts (carrier, recent_rows) VALUES ($1, $2)
                  ON CONFLICT (carrier) DO UPDATE
                  SET recent_rows = tracking_numbers_recent_counts.recent_rows + excluded.recent_rows
-                 RETURNING recent_rows",
+                 RETURNING recent_rows, moved_before_tracking_number, moved_before_manifest_id",
                 args![carrier, change],
-                |r| r.int(0),
+                |r| Ok((r.int(0)?, r.opt_text(1)?, r.opt_text(2)?)),
             )?
             .context("the count of recent tracking numbers returned no row")?;
-        if recent >= merge_rows && fullest.is_none_or(|(most, _)| recent > most) {
-            fullest = Some((recent, carrier));
+        let recent = Recent {
+            carrier,
+            rows,
+            moved_before: tracking.zip(manifest),
+        };
+        let due = recent.moved_before.is_some() || recent.rows >= merge_rows;
+        if due && chosen.as_ref().is_none_or(|c| rank(&recent) > rank(c)) {
+            chosen = Some(recent);
         }
     }
-    if let Some((_, carrier)) = fullest {
-        tx.execute(
-            "INSERT INTO tracking_numbers (carrier, tracking_number, manifest_id, arrival_date)
-             SELECT carrier, tracking_number, manifest_id, arrival_date FROM tracking_numbers_recent
-             WHERE carrier = $1 ORDER BY carrier, tracking_number, manifest_id",
-            args![carrier],
-        )?;
-        tx.execute("DELETE FROM tracking_numbers_recent WHERE carrier = $1", args![carrier])?;
-        tx.execute(
-            "UPDATE tracking_numbers_recent_counts SET recent_rows = 0 WHERE carrier = $1",
-            args![carrier],
-        )?;
-    }
+    let Some(recent) = chosen else {
+        return Ok(());
+    };
+    let added: i64 = recent_rows.values().filter(|&&change| change > 0).sum();
+    let slice = (merge_rows / MOVE_SLICES).max(2 * added).max(1);
+    // A move that has moved nothing yet starts before every key (keys are never empty).
+    let (from_tracking, from_manifest) = recent.moved_before.unwrap_or_default();
+    let from = args![recent.carrier, &from_tracking, &from_manifest];
+    // The first key after the slice; none when the slice takes every row left.
+    let end = tx.first(
+        "SELECT tracking_number, manifest_id FROM tracking_numbers_recent
+         WHERE carrier = $1 AND (tracking_number, manifest_id) >= ($2, $3)
+         ORDER BY tracking_number, manifest_id LIMIT 1 OFFSET $4",
+        args![recent.carrier, &from_tracking, &from_manifest, slice],
+        |r| Ok((r.text(0)?, r.text(1)?)),
+    )?;
+    let moved = match &end {
+        Some((to_tracking, to_manifest)) => {
+            let range = args![recent.carrier, &from_tracking, &from_manifest, to_tracking, to_manifest];
+            let moved = tx.execute(
+                "INSERT INTO tracking_numbers (carrier, tracking_number, manifest_id, arrival_date)
+                 SELECT carrier, tracking_number, manifest_id, arrival_date FROM tracking_numbers_recent
+                 WHERE carrier = $1 AND (tracking_number, manifest_id) >= ($2, $3)
+                   AND (tracking_number, manifest_id) < ($4, $5)
+                 ORDER BY carrier, tracking_number, manifest_id",
+                range,
+            )?;
+            tx.execute(
+                "DELETE FROM tracking_numbers_recent
+                 WHERE carrier = $1 AND (tracking_number, manifest_id) >= ($2, $3)
+                   AND (tracking_number, manifest_id) < ($4, $5)",
+                range,
+            )?;
+            moved
+        }
+        None => {
+            let moved = tx.execute(
+                "INSERT INTO tracking_numbers (carrier, tracking_number, manifest_id, arrival_date)
+                 SELECT carrier, tracking_number, manifest_id, arrival_date FROM tracking_numbers_recent
+                 WHERE carrier = $1 AND (tracking_number, manifest_id) >= ($2, $3)
+                 ORDER BY carrier, tracking_number, manifest_id",
+                from,
+            )?;
+            tx.execute(
+                "DELETE FROM tracking_numbers_recent WHERE carrier = $1 AND (tracking_number, manifest_id) >= ($2, $3)",
+                from,
+            )?;
+            moved
+        }
+    };
+    // The next slice starts at `end`; without one, the move is over.
+    let (to_tracking, to_manifest) = end.unzip();
+    tx.execute(
+        "UPDATE tracking_numbers_recent_counts
+         SET recent_rows = recent_rows - $2, moved_before_tracking_number = $3, moved_before_manifest_id = $4
+         WHERE carrier = $1",
+        args![recent.carrier, moved as i64, &to_tracking, &to_manifest],
+    )?;
     Ok(())
 }
 
