@@ -73,6 +73,9 @@ impl InFlight {
             self.zero.notify_all();
         }
     }
+    fn count(&self) -> usize {
+        *self.count.lock().unwrap_or_else(|e| e.into_inner())
+    }
     fn wait_zero(&self) {
         let mut c = self.count.lock().unwrap_or_else(|e| e.into_inner());
         while *c > 0 {
@@ -537,8 +540,8 @@ fn consume_loop(
                 opened.get_or_insert_with(Instant::now);
             }
         }
-        let due = opened.is_some_and(|t| t.elapsed() >= max_wait) || batch.messages.len() >= max_messages;
-        if due && !batch.messages.is_empty() {
+        let waited = opened.map(|t| t.elapsed());
+        if batch_due(batch.messages.len(), max_messages, waited, max_wait, in_flight.count()) {
             in_flight.add();
             if to_assess.send(std::mem::take(&mut batch)).is_err() {
                 in_flight.done();
@@ -553,6 +556,26 @@ fn consume_loop(
             in_flight.done();
         }
     }
+}
+
+/// Batches in flight (handed to the assess stage, not committed yet) below which a batch closes
+/// at `pipeline.batch_max_wait_ms`: one batch assessed while another commits.
+const BATCHES_AHEAD: usize = 2;
+
+/// Whether the open batch closes now. It closes when full; or once it has waited
+/// `batch_max_wait_ms` since its first message, if fewer than [`BATCHES_AHEAD`] batches are in
+/// flight. Otherwise it grows while the commit stage is busy: a busy store then commits fewer,
+/// larger batches (each commit has a fixed cost), instead of queueing small ones behind each
+/// other, which at a steady rate near the store's small-batch capacity made every message wait
+/// for a queue of commits.
+fn batch_due(
+    messages: usize,
+    max_messages: usize,
+    waited: Option<Duration>,
+    max_wait: Duration,
+    in_flight: usize,
+) -> bool {
+    messages > 0 && (messages >= max_messages || (waited.is_some_and(|w| w >= max_wait) && in_flight < BATCHES_AHEAD))
 }
 
 /// Seeks every assigned partition back to the store's offset.
@@ -899,4 +922,31 @@ pub fn produce_files(settings: &Settings, files: &[String]) -> Result<u64> {
         );
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WAIT: Duration = Duration::from_millis(20);
+
+    #[test]
+    fn a_batch_closes_when_full_whatever_is_in_flight() {
+        assert!(batch_due(256, 256, Some(Duration::ZERO), WAIT, 9));
+        assert!(!batch_due(255, 256, Some(Duration::ZERO), WAIT, 0));
+    }
+
+    #[test]
+    fn a_batch_that_waited_closes_only_with_room_in_the_pipeline() {
+        assert!(batch_due(3, 256, Some(WAIT), WAIT, 0));
+        assert!(batch_due(3, 256, Some(WAIT), WAIT, BATCHES_AHEAD - 1));
+        assert!(!batch_due(3, 256, Some(WAIT * 10), WAIT, BATCHES_AHEAD));
+        assert!(!batch_due(3, 256, Some(WAIT - Duration::from_millis(1)), WAIT, 0));
+    }
+
+    #[test]
+    fn an_empty_batch_never_closes() {
+        assert!(!batch_due(0, 256, None, WAIT, 0));
+        assert!(!batch_due(0, 0, None, WAIT, 0));
+    }
 }
