@@ -941,6 +941,33 @@ fn recent_tracking_numbers_move_a_slice_per_batch(url: &StoreUrl) {
     assert_eq!(summary(&store), [row("LH 2026-03 ad_valorem", 20, 20, 18000, 1800, 6)]);
 }
 
+/// Two processes commit numbers of the same carrier: the in-memory filter each keeps of the
+/// carrier's numbers goes stale when the other commits, and the duplicate check still finds
+/// every number the other accepted.
+fn two_processes_committing_one_carrier_both_see_its_duplicates(url: &StoreUrl) {
+    let mut a = Store::open(url).unwrap();
+    let mut b = Store::open(url).unwrap();
+    let lh = |id: &str, day: u32, n: u32| single("LH", id, &format!("2026-03-{day:02}"), &format!("RR{n:09}DE"), 1000);
+    let rejected = |store: &mut Store, ranges: &[PartitionRange], batch| {
+        let (outcome, published) = commit(store, ranges, batch);
+        assert_eq!(outcome, CommitOutcome::Committed);
+        let rejections = published.unwrap().rejections;
+        rejections.into_iter().map(|r| r.other_manifest_id).collect::<Vec<_>>()
+    };
+    // Each process accepts a number of LH, on a partition of its own.
+    assert!(rejected(&mut a, &[range(0, -1, 1)], vec![lh("LH-1", 2, 1)]).is_empty());
+    assert!(rejected(&mut b, &[range(1, -1, 1)], vec![lh("LH-2", 3, 2)]).is_empty());
+    // Each reuses the other's number, then its own: all duplicates.
+    assert_eq!(rejected(&mut a, &[range(0, 1, 2)], vec![lh("LH-3", 4, 2)]), ["LH-2"]);
+    assert_eq!(rejected(&mut b, &[range(1, 1, 2)], vec![lh("LH-4", 5, 1)]), ["LH-1"]);
+    assert_eq!(rejected(&mut a, &[range(0, 2, 3)], vec![lh("LH-5", 6, 1)]), ["LH-1"]);
+    assert_eq!(rejected(&mut b, &[range(1, 2, 3)], vec![lh("LH-6", 7, 2)]), ["LH-2"]);
+    // A new number accepted by one is a duplicate for the other.
+    assert!(rejected(&mut a, &[range(0, 3, 4)], vec![lh("LH-7", 8, 7)]).is_empty());
+    assert_eq!(rejected(&mut b, &[range(1, 3, 4)], vec![lh("LH-8", 9, 7)]), ["LH-7"]);
+    assert_eq!(summary(&a), [row("LH 2026-03 ad_valorem", 3, 3, 3000, 300, 5)]);
+}
+
 /// Each carrier's count of recent tracking numbers, checked against the table.
 fn recent_rows(store: &Store) -> Vec<(String, i64)> {
     store
@@ -980,6 +1007,7 @@ battery!(
     a_version_1_store_is_migrated,
     merged_tracking_numbers_count_and_go_with_an_amendment,
     recent_tracking_numbers_move_a_slice_per_batch,
+    two_processes_committing_one_carrier_both_see_its_duplicates,
 );
 
 /// The server ends the store's connection (a restart, a failover, an administrator) between

@@ -1,5 +1,6 @@
 -- dutyflow store, version 3: per carrier, how many rows it has in `tracking_numbers_recent`,
--- and how far the move of those rows into `tracking_numbers` has come.
+-- how far the move of those rows into `tracking_numbers` has come, and a version of its
+-- tracking numbers.
 --
 -- `recent_rows` is kept by the batches that add and remove rows, so that deciding whether a
 -- carrier's recent numbers are due to move reads one row, not the carrier's whole part of the
@@ -13,7 +14,11 @@ CREATE TABLE tracking_numbers_recent_counts (
     carrier TEXT PRIMARY KEY,
     recent_rows BIGINT NOT NULL,
     moved_before_tracking_number TEXT,
-    moved_before_manifest_id TEXT
+    moved_before_manifest_id TEXT,
+    -- Bumped by every batch that adds tracking numbers of the carrier: a process's in-memory
+    -- filter of the carrier's numbers is complete while it holds the version it was kept up to
+    -- (pipeline/src/store/filter.rs).
+    numbers_version BIGINT NOT NULL DEFAULT 0
 );
 
 INSERT INTO tracking_numbers_recent_counts (carrier, recent_rows)

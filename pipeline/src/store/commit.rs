@@ -2,6 +2,7 @@
 
 use super::backend::{args, lock_key, Backend, Tx};
 use super::bulk::{query_in, Insert, Pending};
+use super::filter::{Check, Filters};
 use super::packed::{self, Arrival};
 use super::records::{AcceptedRecord, CommitOutcome, ManifestRecord, PackageRecord, PartitionRange, StoreRejection};
 use anyhow::{Context, Result};
@@ -59,9 +60,11 @@ impl Decisions {
 }
 
 /// See [`Store::commit_batch`](super::Store::commit_batch).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn commit_batch(
     conn: &mut dyn Backend,
     merge_rows: i64,
+    filters: &mut Filters,
     group: &str,
     ranges: &[PartitionRange],
     manifests: &mut [ManifestRecord],
@@ -72,6 +75,7 @@ pub(super) fn commit_batch(
     let outcome = commit_in_transaction(
         conn,
         merge_rows,
+        filters,
         group,
         ranges,
         manifests,
@@ -89,6 +93,7 @@ pub(super) fn commit_batch(
 fn commit_in_transaction(
     conn: &mut dyn Backend,
     merge_rows: i64,
+    filters: &mut Filters,
     group: &str,
     ranges: &[PartitionRange],
     manifests: &mut [ManifestRecord],
@@ -102,7 +107,8 @@ fn commit_in_transaction(
     }
     tx.lock(&carrier_locks(manifests))?;
     let arrivals: Vec<String> = manifests.iter().map(|m| m.arrival_date.to_string()).collect();
-    let plan = plan_batch(&mut tx, manifests, &arrivals)?;
+    let planned = read_versions(&mut tx, manifests)?;
+    let plan = plan_batch(&mut tx, filters, &planned, manifests, &arrivals)?;
     for rejection in plan.duplicates {
         let p = &mut manifests[rejection.manifest].packages[rejection.package];
         decisions.reject(rejection, p);
@@ -110,6 +116,8 @@ fn commit_in_transaction(
     // Every package is decided: the outputs go out while the store writes.
     send(manifests, &decisions.rejections)?;
     let Changes { deltas, recent_rows } = write_manifests(&mut tx, manifests, &arrivals, plan.held)?;
+    let recent_rows: BTreeMap<String, RecentChange> =
+        recent_rows.into_iter().map(|(c, r)| (c.to_string(), r)).collect();
     let mut totals = Pending::new(&TOTALS);
     for ((carrier, month, regime, method), d) in deltas.iter().filter(|(_, d)| !d.is_zero()) {
         totals.push(args![
@@ -125,7 +133,7 @@ fn commit_in_transaction(
         ]);
     }
     totals.flush(&mut *tx)?;
-    merge_recent_tracking_numbers(&mut tx, &recent_rows, merge_rows)?;
+    let versions = merge_recent_tracking_numbers(&mut tx, &recent_rows, merge_rows)?;
     delivered()?;
     for r in ranges {
         tx.execute(
@@ -134,7 +142,37 @@ fn commit_in_transaction(
         )?;
     }
     tx.commit().context("store commit failed")?;
+    for (carrier, &planned) in &planned {
+        let version = versions.get(carrier.as_str()).copied().unwrap_or(planned);
+        let added = manifests
+            .iter()
+            .filter(|m| m.carrier == *carrier)
+            .flat_map(|m| &m.packages)
+            .filter(|p| p.accepted.is_some())
+            .filter_map(|p| p.tracking_number.as_deref());
+        filters.committed(carrier, planned, version, added);
+    }
     Ok(CommitOutcome::Committed)
+}
+
+/// Each carrier's `numbers_version` (see `filter.rs`), read under the batch's carrier locks;
+/// 0 for a carrier without a row.
+fn read_versions(tx: &mut Tx<'_>, manifests: &[ManifestRecord]) -> Result<BTreeMap<String, i64>> {
+    let mut versions: BTreeMap<String, i64> = manifests.iter().map(|m| (m.carrier.clone(), 0)).collect();
+    let carriers: Vec<&str> = versions.keys().map(String::as_str).collect();
+    let mut read = Vec::new();
+    query_in(
+        &mut **tx,
+        "SELECT carrier, numbers_version FROM tracking_numbers_recent_counts WHERE carrier IN ($keys)",
+        &[],
+        &carriers,
+        &mut |r| {
+            read.push((r.text(0)?, r.int(1)?));
+            Ok(())
+        },
+    )?;
+    versions.extend(read);
+    Ok(versions)
 }
 
 /// Rows of one carrier in `tracking_numbers_recent` past which a move of them into
@@ -162,23 +200,36 @@ struct Recent<'b> {
 /// moves a slice of one carrier's recent numbers into the large table, in key order: the next
 /// slice of a move under way, else the first of a carrier past the threshold. Under the batch's
 /// carrier locks, like every other read and write of a carrier's numbers.
-fn merge_recent_tracking_numbers(tx: &mut Tx<'_>, recent_rows: &BTreeMap<&str, i64>, merge_rows: i64) -> Result<()> {
+///
+/// Returns the `numbers_version` of each carrier the batch added tracking numbers of.
+fn merge_recent_tracking_numbers(
+    tx: &mut Tx<'_>,
+    recent_rows: &BTreeMap<String, RecentChange>,
+    merge_rows: i64,
+) -> Result<BTreeMap<String, i64>> {
     // One carrier per batch at most: carriers with similar traffic reach the threshold
     // together, and moving them all in one transaction makes one long commit and a peak of
     // memory. A carrier not served now is served by a later batch that adds to it.
     let mut chosen: Option<Recent<'_>> = None;
+    let mut versions = BTreeMap::new();
     let rank = |r: &Recent<'_>| (r.moved_before.is_some(), r.rows);
-    for (&carrier, &change) in recent_rows.iter().filter(|(_, &change)| change != 0) {
-        let (rows, tracking, manifest) = tx
+    for (carrier, change) in recent_rows.iter().filter(|(_, c)| c.rows != 0 || c.added > 0) {
+        let carrier = carrier.as_str();
+        let bump = i64::from(change.added > 0);
+        let (rows, tracking, manifest, version) = tx
             .first(
-                "INSERT INTO tracking_numbers_recent_counts (carrier, recent_rows) VALUES ($1, $2)
+                "INSERT INTO tracking_numbers_recent_counts (carrier, recent_rows, numbers_version) VALUES ($1, $2, $3)
                  ON CONFLICT (carrier) DO UPDATE
-                 SET recent_rows = tracking_numbers_recent_counts.recent_rows + excluded.recent_rows
-                 RETURNING recent_rows, moved_before_tracking_number, moved_before_manifest_id",
-                args![carrier, change],
-                |r| Ok((r.int(0)?, r.opt_text(1)?, r.opt_text(2)?)),
+                 SET recent_rows = tracking_numbers_recent_counts.recent_rows + excluded.recent_rows,
+                     numbers_version = tracking_numbers_recent_counts.numbers_version + excluded.numbers_version
+                 RETURNING recent_rows, moved_before_tracking_number, moved_before_manifest_id, numbers_version",
+                args![carrier, change.rows, bump],
+                |r| Ok((r.int(0)?, r.opt_text(1)?, r.opt_text(2)?, r.int(3)?)),
             )?
             .context("the count of recent tracking numbers returned no row")?;
+        if change.added > 0 {
+            versions.insert(carrier.to_string(), version);
+        }
         let recent = Recent {
             carrier,
             rows,
@@ -190,9 +241,9 @@ fn merge_recent_tracking_numbers(tx: &mut Tx<'_>, recent_rows: &BTreeMap<&str, i
         }
     }
     let Some(recent) = chosen else {
-        return Ok(());
+        return Ok(versions);
     };
-    let added: i64 = recent_rows.values().filter(|&&change| change > 0).sum();
+    let added: i64 = recent_rows.values().map(|c| c.added).sum();
     let slice = (merge_rows / MOVE_SLICES).max(2 * added).max(1);
     // A move that has moved nothing yet starts before every key (keys are never empty).
     let (from_tracking, from_manifest) = recent.moved_before.unwrap_or_default();
@@ -247,7 +298,7 @@ fn merge_recent_tracking_numbers(tx: &mut Tx<'_>, recent_rows: &BTreeMap<&str, i
          WHERE carrier = $1",
         args![recent.carrier, moved as i64, &to_tracking, &to_manifest],
     )?;
-    Ok(())
+    Ok(versions)
 }
 
 /// The compare of the offsets' compare-and-set: locks each partition's offset row, in topic and
@@ -343,13 +394,22 @@ static REJECTED_PACKAGES: Insert = Insert::new(
 /// own key: a manifest's packages have distinct indexes and tracking numbers, and a manifest
 /// that comes back in the batch flushes what waits before it removes its earlier rows.
 struct NewRows<'a> {
-    tracking: Pending<'a>,
+    /// Carrier, tracking number, manifest id, arrival date: inserted in key order, so that
+    /// successive insertions go down the same B-tree path (about a third cheaper than in batch
+    /// order, which is random).
+    tracking: Vec<(&'a str, &'a str, &'a str, &'a str)>,
     rejected: Pending<'a>,
 }
 
 impl NewRows<'_> {
     fn flush(&mut self, tx: &mut Tx<'_>) -> Result<()> {
-        self.tracking.flush(&mut **tx)?;
+        self.tracking.sort_unstable();
+        let mut tracking = Pending::new(&TRACKING_NUMBERS);
+        for &(carrier, number, manifest_id, arrival) in &self.tracking {
+            tracking.push(args![carrier, number, manifest_id, arrival]);
+        }
+        self.tracking.clear();
+        tracking.flush(&mut **tx)?;
         self.rejected.flush(&mut **tx)
     }
 }
@@ -379,8 +439,14 @@ fn duplicate_window(date: chrono::NaiveDate) -> (String, String) {
 ///
 /// It reads the store in a few queries per carrier, under the carrier locks: what it reads
 /// cannot change before the commit, except by this batch, which it follows in memory.
-fn plan_batch(tx: &mut Tx<'_>, manifests: &[ManifestRecord], arrivals: &[String]) -> Result<Plan> {
-    let held = read_held(tx, manifests)?;
+fn plan_batch(
+    tx: &mut Tx<'_>,
+    filters: &mut Filters,
+    versions: &BTreeMap<String, i64>,
+    manifests: &[ManifestRecord],
+    arrivals: &[String],
+) -> Result<Plan> {
+    let held = read_held(tx, filters, versions, manifests)?;
     let mut stored: HashSet<(&str, &str)> = held.manifests.keys().map(|(c, id)| (c.as_str(), id.as_str())).collect();
     // Accepted packages by carrier and tracking number: (manifest id, arrival date).
     let mut accepted: HashMap<(&str, &str), Vec<(&str, &str)>> = HashMap::new();
@@ -463,7 +529,15 @@ struct CarrierKeys<'a> {
     tracking_numbers: BTreeSet<&'a str>,
 }
 
-fn read_held(tx: &mut Tx<'_>, manifests: &[ManifestRecord]) -> Result<Held> {
+/// Reads what the store holds of the batch's manifests and of its accepted tracking numbers:
+/// of the numbers, only those a carrier's filter may hold, when the filter is complete (see
+/// `filter.rs`); a carrier without a filter gets one built here, from the store, under its lock.
+fn read_held(
+    tx: &mut Tx<'_>,
+    filters: &mut Filters,
+    versions: &BTreeMap<String, i64>,
+    manifests: &[ManifestRecord],
+) -> Result<Held> {
     let mut carriers: BTreeMap<&str, CarrierKeys<'_>> = BTreeMap::new();
     for m in manifests {
         let keys = carriers.entry(&m.carrier).or_default();
@@ -489,7 +563,23 @@ fn read_held(tx: &mut Tx<'_>, manifests: &[ManifestRecord]) -> Result<Held> {
                 Ok(())
             },
         )?;
-        let tracking: Vec<&str> = keys.tracking_numbers.iter().copied().collect();
+        let version = versions.get(*carrier).copied().unwrap_or(0);
+        let check = filters.check(carrier, version);
+        let tracking: Vec<&str> = match check {
+            Check::Filter => keys
+                .tracking_numbers
+                .iter()
+                .copied()
+                .filter(|t| filters.may_contain(carrier, t))
+                .collect(),
+            Check::Store { .. } => keys.tracking_numbers.iter().copied().collect(),
+        };
+        if check == (Check::Store { rebuild: true }) {
+            rebuild_filter(tx, filters, carrier, version)?;
+        }
+        if tracking.is_empty() {
+            continue;
+        }
         for sql in [
             "SELECT tracking_number, manifest_id, arrival_date FROM tracking_numbers
              WHERE carrier = $1 AND tracking_number IN ($keys)",
@@ -513,6 +603,29 @@ fn read_held(tx: &mut Tx<'_>, manifests: &[ManifestRecord]) -> Result<Held> {
     Ok(held)
 }
 
+/// Builds `carrier`'s filter from every tracking number the store holds of it.
+fn rebuild_filter(tx: &mut Tx<'_>, filters: &mut Filters, carrier: &str, version: i64) -> Result<()> {
+    let mut count = 0;
+    for sql in [
+        "SELECT COUNT(*) FROM tracking_numbers WHERE carrier = $1",
+        "SELECT COUNT(*) FROM tracking_numbers_recent WHERE carrier = $1",
+    ] {
+        count += tx.first(sql, args![carrier], |r| r.int(0))?.unwrap_or(0);
+    }
+    filters.rebuild(carrier, version, count as usize, |add| {
+        for sql in [
+            "SELECT tracking_number FROM tracking_numbers WHERE carrier = $1",
+            "SELECT tracking_number FROM tracking_numbers_recent WHERE carrier = $1",
+        ] {
+            tx.query(sql, args![carrier], &mut |r| {
+                add(&r.text(0)?);
+                Ok(())
+            })?;
+        }
+        Ok(())
+    })
+}
+
 /// A manifest the batch writes: its row as the batch leaves it.
 struct Written<'b> {
     /// The store held it before the batch: its row is updated, not inserted.
@@ -530,7 +643,16 @@ struct Changes<'b> {
     /// The change to the totals.
     deltas: BTreeMap<TotalsKey, Delta>,
     /// The change to each carrier's rows in `tracking_numbers_recent`.
-    recent_rows: BTreeMap<&'b str, i64>,
+    recent_rows: BTreeMap<&'b str, RecentChange>,
+}
+
+/// What a batch did to one carrier's rows in `tracking_numbers_recent`.
+#[derive(Default, Clone, Copy)]
+struct RecentChange {
+    /// Rows added less rows removed.
+    rows: i64,
+    /// Rows added (accepted tracking numbers).
+    added: i64,
 }
 
 /// Writes the batch as planned, in batch order: replaces the earlier contribution of a manifest
@@ -544,9 +666,9 @@ fn write_manifests<'b>(
     mut held: HashMap<(String, String), HeldManifest>,
 ) -> Result<Changes<'b>> {
     let mut deltas = BTreeMap::new();
-    let mut recent_rows: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut recent_rows: BTreeMap<&str, RecentChange> = BTreeMap::new();
     let mut rows = NewRows {
-        tracking: Pending::new(&TRACKING_NUMBERS),
+        tracking: Vec::new(),
         rejected: Pending::new(&REJECTED_PACKAGES),
     };
     // In first-seen order, so that the statements are the same from one run to the next.
@@ -576,7 +698,7 @@ fn write_manifests<'b>(
                 rows.flush(tx)?;
                 let w = &mut written[i];
                 let removed = remove_contribution(tx, m, w, &mut deltas)?;
-                *recent_rows.entry(&m.carrier).or_default() -= removed;
+                recent_rows.entry(&m.carrier).or_default().rows -= removed;
                 w
             }
             None => written.last_mut().expect("just pushed"),
@@ -595,8 +717,10 @@ fn write_manifests<'b>(
         for p in &m.packages {
             if let (Some(acc), Some(tracking)) = (&p.accepted, &p.tracking_number) {
                 packed::push_package(&mut w.contribution, tracking, &at, acc)?;
-                rows.tracking.push(args![&m.carrier, tracking, &m.manifest_id, arrival]);
-                *recent_rows.entry(&m.carrier).or_default() += 1;
+                rows.tracking.push((&m.carrier, tracking, &m.manifest_id, arrival));
+                let change = recent_rows.entry(&m.carrier).or_default();
+                change.rows += 1;
+                change.added += 1;
                 months.insert((&m.carrier, &m.month, &m.manifest_id));
                 let key = (m.carrier.clone(), m.month.clone(), acc.regime.clone(), acc.method);
                 let added = Delta {

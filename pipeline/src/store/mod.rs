@@ -17,6 +17,7 @@
 mod backend;
 mod bulk;
 mod commit;
+mod filter;
 mod migrate;
 mod packed;
 mod postgres;
@@ -40,6 +41,8 @@ pub struct Store {
     conn: RefCell<Box<dyn Backend>>,
     /// See [`Store::set_tracking_merge_rows`].
     merge_rows: i64,
+    /// Which tracking numbers each carrier certainly does not have (`filter.rs`).
+    filters: filter::Filters,
 }
 
 /// Where the store lives, parsed from `store.url`.
@@ -96,6 +99,7 @@ impl Store {
         Ok(Store {
             conn: RefCell::new(conn),
             merge_rows: commit::RECENT_TRACKING_ROWS,
+            filters: filter::Filters::default(),
         })
     }
 
@@ -147,6 +151,7 @@ impl Store {
         commit::commit_batch(
             self.conn.get_mut().as_mut(),
             self.merge_rows,
+            &mut self.filters,
             group,
             ranges,
             manifests,

@@ -1,0 +1,293 @@
+//! Which tracking numbers a carrier certainly does not have in the store: a Bloom filter per
+//! carrier, kept in memory by the process that commits, so that the 12-month duplicate check
+//! reads the store only for the numbers the filter may hold (about 1 in 150 when none is a
+//! duplicate), instead of two B-tree searches per accepted package.
+//!
+//! A filter is a cache of the store, trusted only while it is complete. Every batch that adds
+//! tracking numbers of a carrier bumps that carrier's `numbers_version` in the store
+//! (`tracking_numbers_recent_counts`), in its transaction, under the carrier's lock. A filter
+//! records the version it is complete for; the plan of a batch reads the carrier's version under
+//! the lock, and uses the filter only when the two agree. When they do not (the process has just
+//! started, or another process committed numbers of the carrier meanwhile), the plan reads the
+//! store for every number, as without a filter, and the filter is rebuilt from the carrier's
+//! stored numbers once per process; after that, a carrier whose version moves under another
+//! process is read from the store for good (see `Filters::plan`). Numbers an amendment removes
+//! stay in the filter: it may only say "maybe" too often, never "no" wrongly.
+//!
+//! Memory is bounded by [`MAX_BYTES`] over all carriers (12 bits per number: ~15 MiB for 10 M
+//! numbers); a carrier whose filter would pass it is read from the store from then on.
+
+use std::collections::HashMap;
+
+/// Bits of filter per number: with 8 bits set per number in one 512-bit block, about 0.5% of
+/// absent numbers pass.
+const BITS_PER_KEY: usize = 12;
+const BITS_SET: u32 = 8;
+/// Numbers the first part of a carrier's filter holds; each further part holds twice the last.
+const FIRST_CAPACITY: usize = 1 << 14;
+/// The most memory all carriers' filters may take.
+pub(super) const MAX_BYTES: usize = 64 << 20;
+
+/// A blocked Bloom filter: each number sets [`BITS_SET`] bits within one 64-byte block, so a
+/// lookup touches one cache line.
+struct Part {
+    blocks: Vec<[u64; 8]>,
+    keys: usize,
+    capacity: usize,
+}
+
+impl Part {
+    fn new(capacity: usize) -> Self {
+        let blocks = (capacity * BITS_PER_KEY).div_ceil(512).next_power_of_two();
+        Part {
+            blocks: vec![[0; 8]; blocks],
+            keys: 0,
+            capacity,
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.blocks.len() * 64
+    }
+
+    /// The block and the bits of a number's hash.
+    fn bits(&self, h: u64) -> (usize, impl Iterator<Item = (usize, u64)>) {
+        let block = (h >> 32) as usize & (self.blocks.len() - 1);
+        let (h1, h2) = (h as u32, ((h >> 16) as u32) | 1);
+        let bits = (0..BITS_SET).map(move |i| {
+            let bit = h1.wrapping_add(i.wrapping_mul(h2)) & 511;
+            ((bit / 64) as usize, 1u64 << (bit % 64))
+        });
+        (block, bits)
+    }
+
+    fn insert(&mut self, h: u64) {
+        let (block, bits) = self.bits(h);
+        for (word, mask) in bits {
+            self.blocks[block][word] |= mask;
+        }
+        self.keys += 1;
+    }
+
+    fn may_contain(&self, h: u64) -> bool {
+        let (block, mut bits) = self.bits(h);
+        let b = &self.blocks[block];
+        bits.all(|(word, mask)| b[word] & mask != 0)
+    }
+}
+
+/// One carrier's filter: parts of growing size, the numbers going to the last.
+struct CarrierFilter {
+    /// The carrier's `numbers_version` this filter holds every number of.
+    version: i64,
+    parts: Vec<Part>,
+}
+
+impl CarrierFilter {
+    fn may_contain(&self, h: u64) -> bool {
+        self.parts.iter().any(|p| p.may_contain(h))
+    }
+}
+
+/// What this process knows of a carrier.
+enum Known {
+    Filter(CarrierFilter),
+    /// Read from the store for good: its filter went stale after it was built (another process
+    /// commits its numbers), or would take more than the memory left.
+    StoreOnly,
+}
+
+/// The filters of every carrier this process has committed.
+pub(crate) struct Filters {
+    carriers: HashMap<String, Known>,
+    bytes: usize,
+    /// [`MAX_BYTES`], smaller in tests.
+    max_bytes: usize,
+}
+
+impl Default for Filters {
+    fn default() -> Self {
+        Filters {
+            carriers: HashMap::new(),
+            bytes: 0,
+            max_bytes: MAX_BYTES,
+        }
+    }
+}
+
+/// How the plan of a batch checks one carrier's numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Check {
+    /// Only the numbers [`Filters::may_contain`] passes need reading.
+    Filter,
+    /// Every number needs reading; with `rebuild`, the plan then builds the carrier's filter
+    /// from the store ([`Filters::rebuild`]).
+    Store { rebuild: bool },
+}
+
+impl Filters {
+    /// How to check `carrier`'s numbers, given its `numbers_version` read under its lock.
+    pub(super) fn check(&mut self, carrier: &str, version: i64) -> Check {
+        match self.carriers.get(carrier) {
+            Some(Known::Filter(f)) if f.version == version => Check::Filter,
+            Some(Known::Filter(_)) => {
+                // Stale: another process commits this carrier's numbers.
+                self.forget(carrier);
+                self.carriers.insert(carrier.to_string(), Known::StoreOnly);
+                Check::Store { rebuild: false }
+            }
+            Some(Known::StoreOnly) => Check::Store { rebuild: false },
+            None => Check::Store { rebuild: true },
+        }
+    }
+
+    /// Whether `carrier` may have `tracking` in the store (after [`Check::Filter`]).
+    pub(super) fn may_contain(&self, carrier: &str, tracking: &str) -> bool {
+        match self.carriers.get(carrier) {
+            Some(Known::Filter(f)) => f.may_contain(hash(tracking)),
+            _ => true,
+        }
+    }
+
+    /// Builds `carrier`'s filter from the `count` numbers the store holds of it at `version`,
+    /// which `fill` hands over one by one.
+    pub(super) fn rebuild(
+        &mut self,
+        carrier: &str,
+        version: i64,
+        count: usize,
+        fill: impl FnOnce(&mut dyn FnMut(&str)) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        self.forget(carrier);
+        let mut part = Part::new(count.max(FIRST_CAPACITY));
+        if self.bytes + part.bytes() > self.max_bytes {
+            self.carriers.insert(carrier.to_string(), Known::StoreOnly);
+            return Ok(());
+        }
+        fill(&mut |t| part.insert(hash(t)))?;
+        self.bytes += part.bytes();
+        let f = CarrierFilter {
+            version,
+            parts: vec![part],
+        };
+        self.carriers.insert(carrier.to_string(), Known::Filter(f));
+        Ok(())
+    }
+
+    /// After a batch committed: `carrier` is at `version`, with `added` numbers more. Only a
+    /// filter that was complete for the version the batch planned with is kept up.
+    pub(super) fn committed<'n>(
+        &mut self,
+        carrier: &str,
+        planned: i64,
+        version: i64,
+        added: impl Iterator<Item = &'n str>,
+    ) {
+        let Some(Known::Filter(f)) = self.carriers.get_mut(carrier) else {
+            return;
+        };
+        if f.version != planned {
+            return;
+        }
+        let mut grown = 0;
+        for t in added {
+            let last = f.parts.last().expect("a filter has a part");
+            if last.keys >= last.capacity {
+                let part = Part::new(last.capacity * 2);
+                grown += part.bytes();
+                f.parts.push(part);
+            }
+            f.parts.last_mut().expect("a filter has a part").insert(hash(t));
+        }
+        f.version = version;
+        self.bytes += grown;
+        if self.bytes > self.max_bytes {
+            self.forget(carrier);
+            self.carriers.insert(carrier.to_string(), Known::StoreOnly);
+        }
+    }
+
+    fn forget(&mut self, carrier: &str) {
+        if let Some(Known::Filter(f)) = self.carriers.remove(carrier) {
+            self.bytes -= f.parts.iter().map(Part::bytes).sum::<usize>();
+        }
+    }
+}
+
+/// A 64-bit hash of a tracking number (FNV-1a, then a finalizer that spreads every input bit
+/// over the output).
+fn hash(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in s.as_bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn number(i: u32) -> String {
+        format!("RR{i:09}DE")
+    }
+
+    #[test]
+    fn a_filter_never_misses_a_number_it_holds_and_seldom_passes_others() {
+        let mut filters = Filters::default();
+        filters
+            .rebuild("LH", 3, 50_000, |add| {
+                (0..50_000).for_each(|i| add(&number(i)));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(filters.check("LH", 3), Check::Filter);
+        // Grown past its first part by later batches.
+        let added: Vec<String> = (50_000..200_000).map(number).collect();
+        filters.committed("LH", 3, 4, added.iter().map(String::as_str));
+        assert_eq!(filters.check("LH", 4), Check::Filter);
+        assert!((0..200_000).all(|i| filters.may_contain("LH", &number(i))));
+        let passed = (1_000_000..1_100_000)
+            .filter(|&i| filters.may_contain("LH", &number(i)))
+            .count();
+        assert!(passed < 2_000, "{passed} of 100,000 absent numbers passed");
+    }
+
+    #[test]
+    fn a_filter_is_trusted_only_at_its_version() {
+        let mut filters = Filters::default();
+        assert_eq!(filters.check("LH", 0), Check::Store { rebuild: true });
+        filters.rebuild("LH", 0, 0, |_| Ok(())).unwrap();
+        assert_eq!(filters.check("LH", 0), Check::Filter);
+        // A batch planned at another version does not move the filter.
+        filters.committed("LH", 5, 6, ["RR000000001DE"].into_iter());
+        assert_eq!(filters.check("LH", 0), Check::Filter);
+        // Another process moved the version: the store is read for good, and no rebuild.
+        assert_eq!(filters.check("LH", 2), Check::Store { rebuild: false });
+        assert_eq!(filters.check("LH", 2), Check::Store { rebuild: false });
+        assert!(filters.may_contain("LH", "RR000000001DE"));
+        assert_eq!(filters.bytes, 0);
+    }
+
+    #[test]
+    fn past_the_memory_bound_a_carrier_is_read_from_the_store() {
+        let mut filters = Filters {
+            max_bytes: Part::new(FIRST_CAPACITY).bytes() * 2,
+            ..Filters::default()
+        };
+        filters.rebuild("LH", 0, 10, |_| Ok(())).unwrap();
+        // Three times the first part's numbers: a second part of twice its size passes the bound.
+        let added: Vec<String> = (0..3 * FIRST_CAPACITY as u32).map(number).collect();
+        filters.committed("LH", 0, 1, added.iter().map(String::as_str));
+        assert_eq!(filters.check("LH", 1), Check::Store { rebuild: false });
+        assert_eq!(filters.bytes, 0);
+        // Too large from the start.
+        filters.rebuild("AF", 0, 10 * FIRST_CAPACITY, |_| Ok(())).unwrap();
+        assert_eq!(filters.check("AF", 0), Check::Store { rebuild: false });
+    }
+}
