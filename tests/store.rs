@@ -135,6 +135,7 @@ fn accepted(tracking: &str, values: &[i64]) -> PackageRecord {
             fees_cents: 0,
             rates_version: "test".into(),
             lines,
+            packed: None,
         }),
         rejected_code: None,
     }
@@ -889,7 +890,7 @@ fn merged_tracking_numbers_count_and_go_with_an_amendment(url: &StoreUrl) {
 /// behind the move wait for the next one, and the move ends with the last slice.
 fn recent_tracking_numbers_move_a_slice_per_batch(url: &StoreUrl) {
     let mut store = Store::open(url).unwrap();
-    // Slices of at least one row (16 / 16), and at least twice what a batch adds.
+    // Slices of at least one row (16 / 64 rounds to 0), and at least twice what a batch adds.
     store.set_tracking_merge_rows(16);
     let number = |n: u32| format!("RR{n:09}DE");
     let packages = |numbers: std::ops::RangeInclusive<u32>| numbers.map(|n| accepted(&number(n), &[1000])).collect();

@@ -16,7 +16,7 @@
 use crate::batch::{self, AssessedBatch, Batch, InputMessage};
 use crate::dlq::{Source, H_REPLAY, H_SOURCE_TIMESTAMP};
 use crate::metrics::{self as mx, Health};
-use crate::settings::Settings;
+use crate::settings::{Pipeline, Settings};
 use crate::store::{CommitOutcome, PartitionRange, Store, StoreUrl};
 use anyhow::{Context, Result};
 use dutyflow_operators::risk::{AccountHistory, Tier};
@@ -330,6 +330,12 @@ pub fn run(
             consumer.clone(),
             producer.clone(),
         );
+        // Freeing a committed batch (its messages, outputs and records: ~10% of the commit
+        // thread's time) is left to a thread of its own.
+        let (reclaim, reclaim_rx) = sync_channel::<AssessedBatch>(1);
+        std::thread::Builder::new()
+            .name("dutyflow-reclaim".into())
+            .spawn(move || reclaim_rx.into_iter().for_each(drop))?;
         std::thread::Builder::new()
             .name("dutyflow-commit".into())
             .spawn(move || {
@@ -343,6 +349,9 @@ pub fn run(
                     }
                     for _ in 0..batches {
                         in_flight.done();
+                    }
+                    if let Err(unsent) = reclaim.send(b) {
+                        drop(unsent.0);
                     }
                 }
             })?
@@ -452,8 +461,6 @@ fn consume_loop(
     shutdown: &AtomicBool,
 ) {
     let ctx = consumer.context();
-    let max_messages = settings.pipeline.batch_max_messages;
-    let max_wait = Duration::from_millis(settings.pipeline.batch_max_wait_ms);
     let mut batch = Batch::default();
     let mut opened: Option<Instant> = None;
     let mut generation = ctx.generation.load(Ordering::SeqCst);
@@ -541,7 +548,7 @@ fn consume_loop(
             }
         }
         let waited = opened.map(|t| t.elapsed());
-        if batch_due(batch.messages.len(), max_messages, waited, max_wait, in_flight.count()) {
+        if batch_due(&settings.pipeline, batch.messages.len(), waited, in_flight.count()) {
             in_flight.add();
             if to_assess.send(std::mem::take(&mut batch)).is_err() {
                 in_flight.done();
@@ -558,24 +565,15 @@ fn consume_loop(
     }
 }
 
-/// Batches in flight (handed to the assess stage, not committed yet) below which a batch closes
-/// at `pipeline.batch_max_wait_ms`: one batch assessed while another commits.
-const BATCHES_AHEAD: usize = 2;
-
 /// Whether the open batch closes now. It closes when full; or once it has waited
-/// `batch_max_wait_ms` since its first message, if fewer than [`BATCHES_AHEAD`] batches are in
-/// flight. Otherwise it grows while the commit stage is busy: a busy store then commits fewer,
-/// larger batches (each commit has a fixed cost), instead of queueing small ones behind each
-/// other, which at a steady rate near the store's small-batch capacity made every message wait
-/// for a queue of commits.
-fn batch_due(
-    messages: usize,
-    max_messages: usize,
-    waited: Option<Duration>,
-    max_wait: Duration,
-    in_flight: usize,
-) -> bool {
-    messages > 0 && (messages >= max_messages || (waited.is_some_and(|w| w >= max_wait) && in_flight < BATCHES_AHEAD))
+/// `batch_max_wait_ms` since its first message, if fewer than `batches_ahead` batches are in
+/// flight (handed to the assess stage, not committed yet). Otherwise it grows while the commit
+/// stage is busy: a busy store then commits fewer, larger batches (each commit has a fixed
+/// cost), instead of queueing small ones behind each other, which at a steady rate near the
+/// store's small-batch capacity made every message wait for a queue of commits.
+fn batch_due(p: &Pipeline, messages: usize, waited: Option<Duration>, in_flight: usize) -> bool {
+    let on_time = waited.is_some_and(|w| w >= Duration::from_millis(p.batch_max_wait_ms));
+    messages > 0 && (messages >= p.batch_max_messages || (on_time && in_flight < p.batches_ahead))
 }
 
 /// Seeks every assigned partition back to the store's offset.
@@ -930,23 +928,32 @@ mod tests {
 
     const WAIT: Duration = Duration::from_millis(20);
 
+    fn pipeline(batches_ahead: usize) -> Pipeline {
+        let mut p = Settings::load(None).unwrap().pipeline;
+        (p.batch_max_messages, p.batch_max_wait_ms, p.batches_ahead) = (256, 20, batches_ahead);
+        p
+    }
+
     #[test]
     fn a_batch_closes_when_full_whatever_is_in_flight() {
-        assert!(batch_due(256, 256, Some(Duration::ZERO), WAIT, 9));
-        assert!(!batch_due(255, 256, Some(Duration::ZERO), WAIT, 0));
+        assert!(batch_due(&pipeline(2), 256, Some(Duration::ZERO), 9));
+        assert!(!batch_due(&pipeline(2), 255, Some(Duration::ZERO), 0));
     }
 
     #[test]
     fn a_batch_that_waited_closes_only_with_room_in_the_pipeline() {
-        assert!(batch_due(3, 256, Some(WAIT), WAIT, 0));
-        assert!(batch_due(3, 256, Some(WAIT), WAIT, BATCHES_AHEAD - 1));
-        assert!(!batch_due(3, 256, Some(WAIT * 10), WAIT, BATCHES_AHEAD));
-        assert!(!batch_due(3, 256, Some(WAIT - Duration::from_millis(1)), WAIT, 0));
+        for ahead in [1, 2] {
+            let p = pipeline(ahead);
+            assert!(batch_due(&p, 3, Some(WAIT), 0));
+            assert!(batch_due(&p, 3, Some(WAIT), ahead - 1));
+            assert!(!batch_due(&p, 3, Some(WAIT * 10), ahead));
+            assert!(!batch_due(&p, 3, Some(WAIT - Duration::from_millis(1)), 0));
+        }
     }
 
     #[test]
     fn an_empty_batch_never_closes() {
-        assert!(!batch_due(0, 256, None, WAIT, 0));
-        assert!(!batch_due(0, 0, None, WAIT, 0));
+        assert!(!batch_due(&pipeline(2), 0, None, 0));
+        assert!(!batch_due(&pipeline(2), 0, Some(WAIT), 0));
     }
 }

@@ -42,6 +42,9 @@ pub struct StoreSettings {
 pub struct Pipeline {
     pub batch_max_messages: usize,
     pub batch_max_wait_ms: u64,
+    /// Batches in flight (assessed or committing) below which a batch closes at
+    /// `batch_max_wait_ms`; with as many or more, the open batch grows.
+    pub batches_ahead: usize,
     pub max_in_flight_batches: usize,
     /// Assessed batches merged into one store commit at most (1: no group commit).
     pub max_group_batches: usize,
@@ -87,6 +90,9 @@ impl Settings {
     fn check(&self) -> Result<()> {
         if self.pipeline.batch_max_messages == 0 || self.pipeline.max_in_flight_batches == 0 {
             bail!("pipeline.batch_max_messages and pipeline.max_in_flight_batches must be at least 1");
+        }
+        if self.pipeline.batches_ahead == 0 {
+            bail!("pipeline.batches_ahead must be at least 1 (1: a batch closes on time only when none is in flight)");
         }
         if self.pipeline.max_group_batches == 0 {
             bail!("pipeline.max_group_batches must be at least 1 (1: every batch commits alone)");

@@ -19,7 +19,7 @@ mod bulk;
 mod commit;
 mod filter;
 mod migrate;
-mod packed;
+pub(crate) mod packed;
 mod postgres;
 mod records;
 mod sqlite;
