@@ -135,7 +135,6 @@ fn accepted(tracking: &str, values: &[i64]) -> PackageRecord {
             fees_cents: 0,
             rates_version: "test".into(),
             lines,
-            packed: None,
         }),
         rejected_code: None,
     }

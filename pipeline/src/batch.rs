@@ -2,7 +2,6 @@
 //! assessments to publish, dead letters, and the records the store applies.
 
 use crate::dlq::{self, DeadLetter, Source};
-use crate::store::packed::{self, Arrival};
 use crate::store::{AcceptedRecord, LineRecord, ManifestRecord, PackageRecord, PartitionRange, StoreRejection};
 use dutyflow_operators::decode::Decoder;
 use dutyflow_operators::encode;
@@ -199,8 +198,6 @@ fn convert(ops: &Operators, msg: &InputMessage, outcome: &Outcome<'_>) -> (Messa
         source_offset: msg.source.offset,
         packages: Vec::with_capacity(m.packages.len()),
     });
-    // As the store writes it in a packed contribution.
-    let arrival_date = record.as_ref().map(|r| r.arrival_date.to_string()).unwrap_or_default();
     for p in &m.packages {
         let mut buf = Vec::with_capacity(768);
         encode::assessment(&mut buf, ops, m, p);
@@ -225,7 +222,7 @@ fn convert(ops: &Operators, msg: &InputMessage, outcome: &Outcome<'_>) -> (Messa
             ));
         }
         if let Some(r) = record.as_mut() {
-            let mut accepted = p.duty.as_ref().map(|d| AcceptedRecord {
+            let accepted = p.duty.as_ref().map(|d| AcceptedRecord {
                 regime: ops.rates.regimes[d.regime].id.clone(),
                 method: d.method.as_str(),
                 value_cents: cents(d.value_usd),
@@ -244,23 +241,7 @@ fn convert(ops: &Operators, msg: &InputMessage, outcome: &Outcome<'_>) -> (Messa
                         duty_cents: cents(l.duty_usd),
                     })
                     .collect(),
-                packed: None,
             });
-            if let (Some(a), Some(t)) = (accepted.as_mut(), tracking.as_deref()) {
-                // Rendered here, on the assess stage's threads, rather than on the commit
-                // thread; a field the packed format cannot hold leaves it to the store, which
-                // refuses the batch with the reason.
-                let at = Arrival {
-                    month: &r.month,
-                    arrival_date: &arrival_date,
-                    trip_number: &r.trip_number,
-                    port_of_arrival: &r.port_of_arrival,
-                };
-                let mut line = String::with_capacity(192);
-                if packed::push_package(&mut line, t, &at, a).is_ok() {
-                    a.packed = Some(line);
-                }
-            }
             r.packages.push(PackageRecord {
                 index: p.package.index,
                 tracking_number: tracking.clone(),
@@ -394,67 +375,6 @@ mod tests {
             b.results.push(result);
         }
         b
-    }
-
-    /// The assess stage renders each accepted package's line of the packed contribution, as the
-    /// store would from the record (the store then only appends it).
-    #[test]
-    fn accepted_packages_carry_their_packed_line_as_the_store_renders_it() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let ops = Operators::load(&dir.join("config")).unwrap();
-        let text = std::fs::read_to_string(dir.join("tests/fixtures/examples/manifest-valid.jsonl")).unwrap();
-        let messages = text
-            .lines()
-            .enumerate()
-            .map(|(i, line)| InputMessage {
-                source: Source {
-                    topic: "manifests".into(),
-                    partition: 0,
-                    offset: i as i64,
-                    key: None,
-                    replay_count: 0,
-                },
-                payload: line.as_bytes().to_vec(),
-                timestamp_ms: None,
-            })
-            .collect();
-        let assessed = assess(
-            &ops,
-            &mut AccountHistory::default(),
-            Batch {
-                messages,
-                ranges: Vec::new(),
-            },
-        );
-        let mut rendered = 0;
-        for m in &assessed.records {
-            let arrival_date = m.arrival_date.to_string();
-            let at = Arrival {
-                month: &m.month,
-                arrival_date: &arrival_date,
-                trip_number: &m.trip_number,
-                port_of_arrival: &m.port_of_arrival,
-            };
-            for p in &m.packages {
-                let (Some(a), Some(t)) = (&p.accepted, &p.tracking_number) else {
-                    continue;
-                };
-                let mut expected = String::new();
-                packed::push_package(
-                    &mut expected,
-                    t,
-                    &at,
-                    &AcceptedRecord {
-                        packed: None,
-                        ..a.clone()
-                    },
-                )
-                .unwrap();
-                assert_eq!(a.packed.as_deref(), Some(expected.as_str()));
-                rendered += 1;
-            }
-        }
-        assert!(rendered > 0, "the example has accepted packages");
     }
 
     #[test]

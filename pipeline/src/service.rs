@@ -330,12 +330,6 @@ pub fn run(
             consumer.clone(),
             producer.clone(),
         );
-        // Freeing a committed batch (its messages, outputs and records: ~10% of the commit
-        // thread's time) is left to a thread of its own.
-        let (reclaim, reclaim_rx) = sync_channel::<AssessedBatch>(1);
-        std::thread::Builder::new()
-            .name("dutyflow-reclaim".into())
-            .spawn(move || reclaim_rx.into_iter().for_each(drop))?;
         std::thread::Builder::new()
             .name("dutyflow-commit".into())
             .spawn(move || {
@@ -349,9 +343,6 @@ pub fn run(
                     }
                     for _ in 0..batches {
                         in_flight.done();
-                    }
-                    if let Err(unsent) = reclaim.send(b) {
-                        drop(unsent.0);
                     }
                 }
             })?

@@ -718,10 +718,7 @@ fn write_manifests<'b>(
         };
         for p in &m.packages {
             if let (Some(acc), Some(tracking)) = (&p.accepted, &p.tracking_number) {
-                match &acc.packed {
-                    Some(line) => w.contribution.push_str(line),
-                    None => packed::push_package(&mut w.contribution, tracking, &at, acc)?,
-                }
+                packed::push_package(&mut w.contribution, tracking, &at, acc)?;
                 rows.tracking.push((&m.carrier, tracking, &m.manifest_id, arrival));
                 let change = recent_rows.entry(&m.carrier).or_default();
                 change.rows += 1;

@@ -115,7 +115,6 @@ fn pack_version_1_rows(tx: &mut Tx<'_>) -> Result<()> {
                     fees_cents: r.int(11)?,
                     rates_version: r.text(12)?,
                     lines: Vec::new(),
-                    packed: None,
                 },
             })
         },

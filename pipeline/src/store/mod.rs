@@ -19,7 +19,7 @@ mod bulk;
 mod commit;
 mod filter;
 mod migrate;
-pub(crate) mod packed;
+mod packed;
 mod postgres;
 mod records;
 mod sqlite;

@@ -187,7 +187,6 @@ mod tests {
             fees_cents: 0,
             rates_version: "2026-03-01".into(),
             lines,
-            packed: None,
         }
     }
 

@@ -22,9 +22,6 @@ pub struct AcceptedRecord {
     pub fees_cents: i64,
     pub rates_version: String,
     pub lines: Vec<LineRecord>,
-    /// The package's line of its manifest's packed contribution, rendered by the assess stage
-    /// off the commit thread (`None`: the store renders it).
-    pub packed: Option<String>,
 }
 
 /// One package of a manifest, accepted or rejected by the operators.
