@@ -566,19 +566,10 @@ fn read_held(
             },
         )?;
         let version = versions.get(*carrier).copied().unwrap_or(0);
-        let check = filters.check(carrier, version);
-        let tracking: Vec<&str> = match check {
-            Check::Filter => keys
-                .tracking_numbers
-                .iter()
-                .copied()
-                .filter(|t| filters.may_contain(carrier, t))
-                .collect(),
-            Check::Store { .. } => keys.tracking_numbers.iter().copied().collect(),
-        };
-        if check == (Check::Store { rebuild: true }) {
+        if filters.check(carrier, version) == (Check::Store { rebuild: true }) {
             rebuild_filter(tx, filters, carrier, version)?;
         }
+        let tracking = filters.maybe_held(carrier, version, keys.tracking_numbers.iter().copied());
         if tracking.is_empty() {
             continue;
         }
