@@ -72,87 +72,63 @@ pub(super) fn commit_batch(
     delivered: impl FnOnce() -> Result<()>,
 ) -> Result<CommitOutcome> {
     let mut decisions = Decisions::default();
-    let outcome = commit_in_transaction(
-        conn,
-        merge_rows,
-        filters,
-        group,
-        ranges,
-        manifests,
-        &mut decisions,
-        send,
-        delivered,
-    );
+    let outcome = (|| -> Result<CommitOutcome> {
+        let mut tx = Tx::begin(conn)?;
+        if let Some(fenced) = claim_partitions(&mut tx, group, ranges)? {
+            return Ok(fenced);
+        }
+        tx.lock(&carrier_locks(manifests))?;
+        let arrivals: Vec<String> = manifests.iter().map(|m| m.arrival_date.to_string()).collect();
+        let planned = read_versions(&mut tx, manifests)?;
+        let plan = plan_batch(&mut tx, filters, &planned, manifests, &arrivals)?;
+        for rejection in plan.duplicates {
+            let p = &mut manifests[rejection.manifest].packages[rejection.package];
+            decisions.reject(rejection, p);
+        }
+        // Every package is decided: the outputs go out while the store writes.
+        send(manifests, &decisions.rejections)?;
+        let Changes { deltas, recent_rows } = write_manifests(&mut tx, manifests, &arrivals, plan.held)?;
+        let mut totals = Pending::new(&TOTALS);
+        for ((carrier, month, regime, method), d) in deltas.iter().filter(|(_, d)| !d.is_zero()) {
+            totals.push(args![
+                carrier,
+                month,
+                regime,
+                *method,
+                d.packages,
+                d.item_lines,
+                d.value,
+                d.duty,
+                d.fees
+            ]);
+        }
+        totals.flush(&mut *tx)?;
+        let versions = merge_recent_tracking_numbers(&mut tx, &recent_rows, merge_rows)?;
+        delivered()?;
+        for r in ranges {
+            tx.execute(
+                "UPDATE offsets SET next_offset = $4 WHERE consumer_group = $1 AND topic = $2 AND partition_id = $3",
+                args![group, &r.topic, r.partition, r.next],
+            )?;
+        }
+        tx.commit().context("store commit failed")?;
+        for (carrier, &planned) in &planned {
+            let version = versions.get(carrier.as_str()).copied().unwrap_or(planned);
+            let added = manifests
+                .iter()
+                .filter(|m| m.carrier == *carrier)
+                .flat_map(|m| &m.packages)
+                .filter(|p| p.accepted.is_some())
+                .filter_map(|p| p.tracking_number.as_deref());
+            filters.committed(carrier, planned, version, added);
+        }
+        Ok(CommitOutcome::Committed)
+    })();
+    // Any outcome but `Committed` gives the packages back as they came.
     if !matches!(outcome, Ok(CommitOutcome::Committed)) {
         decisions.undo(manifests);
     }
     outcome
-}
-
-#[allow(clippy::too_many_arguments)]
-fn commit_in_transaction(
-    conn: &mut dyn Backend,
-    merge_rows: i64,
-    filters: &mut Filters,
-    group: &str,
-    ranges: &[PartitionRange],
-    manifests: &mut [ManifestRecord],
-    decisions: &mut Decisions,
-    send: impl FnOnce(&[ManifestRecord], &[StoreRejection]) -> Result<()>,
-    delivered: impl FnOnce() -> Result<()>,
-) -> Result<CommitOutcome> {
-    let mut tx = Tx::begin(conn)?;
-    if let Some(fenced) = claim_partitions(&mut tx, group, ranges)? {
-        return Ok(fenced);
-    }
-    tx.lock(&carrier_locks(manifests))?;
-    let arrivals: Vec<String> = manifests.iter().map(|m| m.arrival_date.to_string()).collect();
-    let planned = read_versions(&mut tx, manifests)?;
-    let plan = plan_batch(&mut tx, filters, &planned, manifests, &arrivals)?;
-    for rejection in plan.duplicates {
-        let p = &mut manifests[rejection.manifest].packages[rejection.package];
-        decisions.reject(rejection, p);
-    }
-    // Every package is decided: the outputs go out while the store writes.
-    send(manifests, &decisions.rejections)?;
-    let Changes { deltas, recent_rows } = write_manifests(&mut tx, manifests, &arrivals, plan.held)?;
-    let recent_rows: BTreeMap<String, RecentChange> =
-        recent_rows.into_iter().map(|(c, r)| (c.to_string(), r)).collect();
-    let mut totals = Pending::new(&TOTALS);
-    for ((carrier, month, regime, method), d) in deltas.iter().filter(|(_, d)| !d.is_zero()) {
-        totals.push(args![
-            carrier,
-            month,
-            regime,
-            *method,
-            d.packages,
-            d.item_lines,
-            d.value,
-            d.duty,
-            d.fees
-        ]);
-    }
-    totals.flush(&mut *tx)?;
-    let versions = merge_recent_tracking_numbers(&mut tx, &recent_rows, merge_rows)?;
-    delivered()?;
-    for r in ranges {
-        tx.execute(
-            "UPDATE offsets SET next_offset = $4 WHERE consumer_group = $1 AND topic = $2 AND partition_id = $3",
-            args![group, &r.topic, r.partition, r.next],
-        )?;
-    }
-    tx.commit().context("store commit failed")?;
-    for (carrier, &planned) in &planned {
-        let version = versions.get(carrier.as_str()).copied().unwrap_or(planned);
-        let added = manifests
-            .iter()
-            .filter(|m| m.carrier == *carrier)
-            .flat_map(|m| &m.packages)
-            .filter(|p| p.accepted.is_some())
-            .filter_map(|p| p.tracking_number.as_deref());
-        filters.committed(carrier, planned, version, added);
-    }
-    Ok(CommitOutcome::Committed)
 }
 
 /// Each carrier's `numbers_version` (see `filter.rs`), read under the batch's carrier locks;
@@ -206,7 +182,7 @@ struct Recent<'b> {
 /// Returns the `numbers_version` of each carrier the batch added tracking numbers of.
 fn merge_recent_tracking_numbers(
     tx: &mut Tx<'_>,
-    recent_rows: &BTreeMap<String, RecentChange>,
+    recent_rows: &BTreeMap<&str, RecentChange>,
     merge_rows: i64,
 ) -> Result<BTreeMap<String, i64>> {
     // One carrier per batch at most: carriers with similar traffic reach the threshold
@@ -215,8 +191,7 @@ fn merge_recent_tracking_numbers(
     let mut chosen: Option<Recent<'_>> = None;
     let mut versions = BTreeMap::new();
     let rank = |r: &Recent<'_>| (r.moved_before.is_some(), r.rows);
-    for (carrier, change) in recent_rows.iter().filter(|(_, c)| c.rows != 0 || c.added > 0) {
-        let carrier = carrier.as_str();
+    for (&carrier, change) in recent_rows.iter().filter(|(_, c)| c.rows != 0 || c.added > 0) {
         let bump = i64::from(change.added > 0);
         let (rows, tracking, manifest, version) = tx
             .first(
@@ -249,7 +224,6 @@ fn merge_recent_tracking_numbers(
     let slice = (merge_rows / MOVE_SLICES).max(2 * added).max(1);
     // A move that has moved nothing yet starts before every key (keys are never empty).
     let (from_tracking, from_manifest) = recent.moved_before.unwrap_or_default();
-    let from = args![recent.carrier, &from_tracking, &from_manifest];
     // The first key after the slice; none when the slice takes every row left.
     let end = tx.first(
         "SELECT tracking_number, manifest_id FROM tracking_numbers_recent
@@ -258,40 +232,29 @@ fn merge_recent_tracking_numbers(
         args![recent.carrier, &from_tracking, &from_manifest, slice],
         |r| Ok((r.text(0)?, r.text(1)?)),
     )?;
-    let moved = match &end {
-        Some((to_tracking, to_manifest)) => {
-            let range = args![recent.carrier, &from_tracking, &from_manifest, to_tracking, to_manifest];
-            let moved = tx.execute(
-                "INSERT INTO tracking_numbers (carrier, tracking_number, manifest_id, arrival_date)
-                 SELECT carrier, tracking_number, manifest_id, arrival_date FROM tracking_numbers_recent
-                 WHERE carrier = $1 AND (tracking_number, manifest_id) >= ($2, $3)
-                   AND (tracking_number, manifest_id) < ($4, $5)
-                 ORDER BY carrier, tracking_number, manifest_id",
-                range,
-            )?;
-            tx.execute(
-                "DELETE FROM tracking_numbers_recent
-                 WHERE carrier = $1 AND (tracking_number, manifest_id) >= ($2, $3)
-                   AND (tracking_number, manifest_id) < ($4, $5)",
-                range,
-            )?;
-            moved
-        }
-        None => {
-            let moved = tx.execute(
-                "INSERT INTO tracking_numbers (carrier, tracking_number, manifest_id, arrival_date)
-                 SELECT carrier, tracking_number, manifest_id, arrival_date FROM tracking_numbers_recent
-                 WHERE carrier = $1 AND (tracking_number, manifest_id) >= ($2, $3)
-                 ORDER BY carrier, tracking_number, manifest_id",
-                from,
-            )?;
-            tx.execute(
-                "DELETE FROM tracking_numbers_recent WHERE carrier = $1 AND (tracking_number, manifest_id) >= ($2, $3)",
-                from,
-            )?;
-            moved
-        }
+    // The slice's rows: from the move's position, and before `end` when there is one.
+    let (slice_rows, range) = match &end {
+        Some((to_tracking, to_manifest)) => (
+            "carrier = $1 AND (tracking_number, manifest_id) >= ($2, $3) AND (tracking_number, manifest_id) < ($4, $5)",
+            args![recent.carrier, &from_tracking, &from_manifest, to_tracking, to_manifest],
+        ),
+        None => (
+            "carrier = $1 AND (tracking_number, manifest_id) >= ($2, $3)",
+            args![recent.carrier, &from_tracking, &from_manifest],
+        ),
     };
+    let moved = tx.execute(
+        &format!(
+            "INSERT INTO tracking_numbers (carrier, tracking_number, manifest_id, arrival_date)
+             SELECT carrier, tracking_number, manifest_id, arrival_date FROM tracking_numbers_recent
+             WHERE {slice_rows} ORDER BY carrier, tracking_number, manifest_id"
+        ),
+        range,
+    )?;
+    tx.execute(
+        &format!("DELETE FROM tracking_numbers_recent WHERE {slice_rows}"),
+        range,
+    )?;
     // The next slice starts at `end`; without one, the move is over.
     let (to_tracking, to_manifest) = end.unzip();
     tx.execute(
@@ -818,26 +781,23 @@ fn remove_contribution(
     }
     w.contribution = kept;
     let removed: Vec<&str> = removed.iter().map(String::as_str).collect();
-    let mut removed_recent = 0;
+    // Rows deleted from `tracking_numbers` and from `tracking_numbers_recent`.
+    let mut deleted = [0; 2];
     if !removed.is_empty() {
-        query_in(
-            &mut **tx,
-            "DELETE FROM tracking_numbers WHERE carrier = $1 AND manifest_id = $2 AND tracking_number IN ($keys)",
-            args![&m.carrier, &m.manifest_id],
-            &removed,
-            &mut |_| Ok(()),
-        )?;
-        query_in(
-            &mut **tx,
+        for (sql, deleted) in [
+            "DELETE FROM tracking_numbers WHERE carrier = $1 AND manifest_id = $2 AND tracking_number IN ($keys)
+             RETURNING tracking_number",
             "DELETE FROM tracking_numbers_recent WHERE carrier = $1 AND manifest_id = $2 AND tracking_number IN ($keys)
              RETURNING tracking_number",
-            args![&m.carrier, &m.manifest_id],
-            &removed,
-            &mut |_| {
-                removed_recent += 1;
+        ]
+        .into_iter()
+        .zip(&mut deleted)
+        {
+            query_in(&mut **tx, sql, args![&m.carrier, &m.manifest_id], &removed, &mut |_| {
+                *deleted += 1;
                 Ok(())
-            },
-        )?;
+            })?;
+        }
     }
     match &replayed {
         Some(r) => {
@@ -859,5 +819,5 @@ fn remove_contribution(
             )?;
         }
     }
-    Ok(removed_recent)
+    Ok(deleted[1])
 }
