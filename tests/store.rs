@@ -260,6 +260,16 @@ fn summary(store: &Store) -> Vec<Summary> {
         .collect()
 }
 
+/// Page 2 of the worksheet: tracking number, value and duty of each item line.
+fn worksheet(store: &Store, carrier: &str, month: &str) -> Vec<(String, i64, i64)> {
+    store
+        .worksheet_lines(carrier, month)
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.tracking_number, l.value_cents, l.duty_cents))
+        .collect()
+}
+
 fn offsets(store: &Store) -> BTreeMap<i32, i64> {
     store.offsets(GROUP, TOPIC).unwrap().into_iter().collect()
 }
@@ -285,12 +295,7 @@ fn a_batch_adds_its_totals_and_moves_its_offsets(url: &StoreUrl) {
     assert_eq!(store.offsets("another-group", TOPIC).unwrap(), HashMap::new());
     assert_eq!(store.totals(Some("AF"), None).unwrap().len(), 1);
     assert_eq!(store.totals(None, Some("2026-03")).unwrap()[0].carrier, "LH");
-    let lines: Vec<(String, i64, i64)> = store
-        .worksheet_lines("LH", "2026-03")
-        .unwrap()
-        .into_iter()
-        .map(|l| (l.tracking_number, l.value_cents, l.duty_cents))
-        .collect();
+    let lines = worksheet(&store, "LH", "2026-03");
     assert_eq!(
         lines,
         [
@@ -800,12 +805,7 @@ fn a_version_1_store_is_migrated(url: &StoreUrl) {
     assert_eq!(offsets(&store), BTreeMap::from([(0, 1)]));
     // The migration counted the packed packages' tracking numbers as recent.
     assert_eq!(recent_rows(&store), [("LH".to_string(), 2)]);
-    let lines: Vec<(String, i64, i64)> = store
-        .worksheet_lines("LH", "2026-03")
-        .unwrap()
-        .into_iter()
-        .map(|l| (l.tracking_number, l.value_cents, l.duty_cents))
-        .collect();
+    let lines = worksheet(&store, "LH", "2026-03");
     let expected = [
         ("RR000000001DE", 1000, 100),
         ("RR000000002DE", 2000, 200),

@@ -621,6 +621,11 @@ mod tests {
         }
     }
 
+    /// A decimal of up to 96 bits: `m`'s 64 bits as the low words, `hi` as the high word.
+    fn wide(m: i64, hi: u32, negative: bool, scale: u32) -> Decimal {
+        Decimal::from_parts(m as u32, (m >> 32) as u32, hi, negative, scale)
+    }
+
     proptest! {
         #[test]
         fn any_cents_amount_round_trips_exactly(cents in 0u64..100_000_000_000_000) {
@@ -648,9 +653,9 @@ mod tests {
         }
 
         #[test]
-        fn write_decimal_matches_display(m in any::<i64>(), hi in 0u32..=u32::MAX, wide in any::<bool>(), scale in 0u32..=28) {
-            let d = if wide {
-                Decimal::from_parts(m as u32, (m >> 32) as u32, hi, m < 0, scale)
+        fn write_decimal_matches_display(m in any::<i64>(), hi in 0u32..=u32::MAX, is_wide in any::<bool>(), scale in 0u32..=28) {
+            let d = if is_wide {
+                wide(m, hi, m < 0, scale)
             } else {
                 Decimal::new(m, scale)
             };
@@ -673,7 +678,7 @@ mod tests {
             hi in prop_oneof![Just(0u32), any::<u32>()],
         ) {
             let a = Decimal::new(ma, sa);
-            let b = Decimal::from_parts(mb as u32, (mb >> 32) as u32, hi, mb < 0, sb);
+            let b = wide(mb, hi, mb < 0, sb);
             for (x, y) in [(a, b), (b, a)] {
                 if let Ok(slow) = std::panic::catch_unwind(|| round_cents(x * y)) {
                     prop_assert_eq!(mul_round_cents(x, y).serialize(), slow.serialize(), "{} * {}", x, y);
@@ -689,7 +694,7 @@ mod tests {
 
         #[test]
         fn round_cents_is_round_then_rescale(m in prop_oneof![0i64..1_000_000, any::<i64>()], hi in prop_oneof![Just(0u32), any::<u32>()], neg in any::<bool>(), scale in 0u32..=28) {
-            let d = Decimal::from_parts(m as u32, (m >> 32) as u32, hi, neg, scale);
+            let d = wide(m, hi, neg, scale);
             let mut want = d.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
             want.rescale(2);
             prop_assert_eq!(round_cents(d).serialize(), want.serialize());
@@ -717,7 +722,7 @@ mod tests {
         ) {
             let a = Decimal::new(ma, sa);
             let x = Decimal::new(mx, sx);
-            let y = Decimal::from_parts(my as u32, (my >> 32) as u32, hi, my < 0, sy);
+            let y = wide(my, hi, my < 0, sy);
             if let Ok(product) = std::panic::catch_unwind(|| x * y) {
                 prop_assert_eq!(less_than_product(a, x, y), a < product, "{} < {} * {}", a, x, y);
             }
@@ -735,7 +740,7 @@ mod tests {
             neg in any::<bool>(),
             scale in prop_oneof![0u32..=4, 0u32..=28],
         ) {
-            let d = Decimal::from_parts(m as u32, (m >> 32) as u32, hi, neg, scale);
+            let d = wide(m, hi, neg, scale);
             let mut want = d;
             if want.scale() < 2 {
                 want.rescale(2);
@@ -755,7 +760,7 @@ mod tests {
             hi in prop_oneof![Just(0u32), any::<u32>()],
         ) {
             let a = Decimal::new(ma, sa);
-            let b = Decimal::from_parts(mb as u32, (mb >> 32) as u32, hi, mb < 0, sb);
+            let b = wide(mb, hi, mb < 0, sb);
             for (x, y) in [(a, b), (b, a)] {
                 if let Ok(slow) = std::panic::catch_unwind(|| round_cents(x + y)) {
                     prop_assert_eq!(add_round_cents(x, y).serialize(), slow.serialize(), "{} + {}", x, y);
@@ -783,7 +788,7 @@ mod tests {
             hi in prop_oneof![Just(0u32), any::<u32>()],
         ) {
             let a = Decimal::new(ma, sa);
-            let b = Decimal::from_parts(mb as u32, (mb >> 32) as u32, hi, mb < 0, sb);
+            let b = wide(mb, hi, mb < 0, sb);
             prop_assert_eq!(cmp_amounts(a, b), a.cmp(&b));
             prop_assert_eq!(cmp_amounts(b, a), b.cmp(&a));
             // The same value at another scale.
