@@ -161,7 +161,7 @@ pub(super) const RECENT_TRACKING_ROWS: i64 = 1 << 16;
 /// A move goes a slice per batch, in key order: at least this share of the threshold (1,024
 /// rows), and at least twice what the batch added to the small table (so that moves outpace
 /// additions). Small slices keep the small batches of a moderate rate quick: 4,096-row slices
-/// added 15–30 ms to a 20 ms commit.
+/// added 8–19 ms to commits of 500–3,500 packages at half rate.
 const MOVE_SLICES: i64 = 64;
 
 /// A carrier's recent tracking numbers, after the batch's additions and removals.

@@ -1,26 +1,24 @@
 //! Which tracking numbers a carrier certainly does not have in the store: a Bloom filter per
 //! carrier, kept in memory by the process that commits, so that the 12-month duplicate check
-//! reads the store only for the numbers the filter may hold (about 1 in 150 when none is a
-//! duplicate), instead of two B-tree searches per accepted package.
+//! reads the store only for the numbers the filter may hold (171 of 100,000 absent numbers in
+//! the unit test below), instead of two B-tree searches per accepted package.
 //!
 //! A filter is a cache of the store, trusted only while it is complete. Every batch that adds
 //! tracking numbers of a carrier bumps that carrier's `numbers_version` in the store
 //! (`tracking_numbers_recent_counts`), in its transaction, under the carrier's lock. A filter
 //! records the version it is complete for; the plan of a batch reads the carrier's version under
-//! the lock, and uses the filter only when the two agree. When they do not (the process has just
-//! started, or another process committed numbers of the carrier meanwhile), the plan reads the
-//! store for every number, as without a filter, and the filter is rebuilt from the carrier's
-//! stored numbers once per process; after that, a carrier whose version moves under another
-//! process is read from the store for good (see `Filters::plan`). Numbers an amendment removes
-//! stay in the filter: it may only say "maybe" too often, never "no" wrongly.
+//! the lock, and uses the filter only when the two agree. A process without a filter of the
+//! carrier builds it from the carrier's stored numbers, under the lock, and uses it at once; a
+//! carrier whose version moves under another process is read from the store for every number
+//! from then on (see `Filters::check`). Numbers an amendment removes stay in the filter: it may
+//! only say "maybe" too often, never "no" wrongly.
 //!
-//! Memory is bounded by [`MAX_BYTES`] over all carriers (12 bits per number: ~15 MiB for 10 M
+//! Memory is bounded by [`MAX_BYTES`] over all carriers (12 bits per number: 15 MB per 10 M
 //! numbers); a carrier whose filter would pass it is read from the store from then on.
 
 use std::collections::HashMap;
 
-/// Bits of filter per number: with 8 bits set per number in one 512-bit block, about 0.5% of
-/// absent numbers pass.
+/// Bits of filter per number, with 8 bits set per number in one 512-bit block.
 const BITS_PER_KEY: usize = 12;
 const BITS_SET: u32 = 8;
 /// Numbers the first part of a carrier's filter holds; each further part holds twice the last.
