@@ -35,27 +35,9 @@ FETCH_WAIT_MS=${FETCH_WAIT_MS:-10}
 OUT=${1:-/tmp/dutyflow-backlog-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-dutyflow=$BIN_DIR/dutyflow
-loadtest=$BIN_DIR/dutyflow-loadtest
-for b in "$dutyflow" "$loadtest"; do
-    [ -x "$b" ] || { echo "backlog.sh: $b not found; build with cargo build --release -p dutyflow -p dutyflow-loadtest and set BIN_DIR" >&2; exit 2; }
-done
+source "$here/loadtest/common.sh"
 command -v "$TANSU" >/dev/null || { echo "backlog.sh: $TANSU not found; run scripts/install-tansu.sh" >&2; exit 2; }
-
-started=()
-stop() { # stop PID: TERM, then KILL after 15 s
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 150); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-}
-cleanup() {
-    local i
-    for ((i = ${#started[@]} - 1; i >= 0; i--)); do stop "${started[i]}"; done
-    wait 2>/dev/null || true
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap stop_started EXIT
 
 brokers=127.0.0.1:$PORT
 echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); output in $OUT"

@@ -40,28 +40,12 @@ OUT=${1:-/tmp/dutyflow-loadtest-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 
-dutyflow=$BIN_DIR/dutyflow
-loadtest=$BIN_DIR/dutyflow-loadtest
-for b in "$dutyflow" "$loadtest"; do
-    [ -x "$b" ] || { echo "run.sh: $b not found; build with cargo build --release -p dutyflow -p dutyflow-loadtest and set BIN_DIR" >&2; exit 2; }
-done
-
-started=()
-stop() { # stop PID: TERM, then KILL after 15 s
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 150); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-    echo "run.sh: pid $pid did not stop on SIGTERM; killing it" >&2
-    kill -KILL "$pid" 2>/dev/null || true
-}
+source "$here/loadtest/common.sh"
 cleanup() {
-    local i
-    for ((i = ${#started[@]} - 1; i >= 0; i--)); do stop "${started[i]}"; done
-    wait 2>/dev/null || true
+    stop_started
     [ "${KEEP_STORE:-0}" = 1 ] || rm -f "$OUT"/store.db "$OUT"/store.db-wal "$OUT"/store.db-shm
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 wait_for() { # wait_for FILE PATTERN SECONDS
     local i
