@@ -21,8 +21,13 @@
 # soon as data is there. So both pipelines' consumers run with fetch.wait.max.ms = FETCH_WAIT_MS
 # (10 ms); with the default, the mock broker alone adds up to 500 ms to every latency.
 #
+# Where the service's time went: its /metrics (at METRICS_LISTEN) is scraped after each of its
+# two steps into OUT_DIR/service-{max,half}.prom, and loadtest/stages.py prints, per step, the
+# batches' stage durations and sizes (also in OUT_DIR/service-{max,half}.stages).
+#
 # Environment: BIN_DIR (release binaries), PARTITIONS (16), NULL_PACKAGES (2000000),
 # SERVICE_PACKAGES (2000000), HALF_SECONDS (30), MAX_BACKLOG (100000), SEED (2026), FETCH_WAIT_MS (10),
+# METRICS_LISTEN (127.0.0.1:19464),
 # KEEP_STORE (1: keep OUT_DIR/store.db), DUTYFLOW_* (passed to the service, e.g.
 # DUTYFLOW_PIPELINE_BATCH_MAX_MESSAGES).
 set -euo pipefail
@@ -36,6 +41,7 @@ HALF_SECONDS=${HALF_SECONDS:-30}
 MAX_BACKLOG=${MAX_BACKLOG:-100000}
 SEED=${SEED:-2026}
 FETCH_WAIT_MS=${FETCH_WAIT_MS:-10}
+METRICS_LISTEN=${METRICS_LISTEN:-127.0.0.1:19464}
 OUT=${1:-/tmp/dutyflow-loadtest-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -85,7 +91,7 @@ stop "$null_pid"
 
 # 2. The service, flat out.
 DUTYFLOW_KAFKA_BROKERS=$brokers DUTYFLOW_KAFKA_GROUP_ID=dutyflow-loadtest \
-    DUTYFLOW_STORE_URL="sqlite://$OUT/store.db" DUTYFLOW_METRICS_LISTEN="" \
+    DUTYFLOW_STORE_URL="sqlite://$OUT/store.db" DUTYFLOW_METRICS_LISTEN="$METRICS_LISTEN" \
     DUTYFLOW_CONFIG_DIR=${DUTYFLOW_CONFIG_DIR:-$here/config} DUTYFLOW_RDKAFKA_FETCH_WAIT_MAX_MS=$FETCH_WAIT_MS \
     "$dutyflow" run >"$OUT/service.log" 2>&1 &
 service_pid=$!
@@ -95,11 +101,19 @@ echo "== dutyflow run (pid $service_pid) joined the group"
 "$loadtest" run "${common[@]}" --packages "$SERVICE_PACKAGES" --seed $((SEED + 2)) --service-pid "$service_pid" \
     --label service-max --report "$OUT/service-max.json"
 service_rate=$(rate_of "$OUT/service-max.json")
+stages() { # stages STEP BEFORE: scrape the service's metrics after STEP, print what STEP added
+    curl -fsS --max-time 10 "http://$METRICS_LISTEN/metrics" >"$OUT/service-$1.prom" || { echo "run.sh: cannot scrape http://$METRICS_LISTEN/metrics" >&2; return 0; }
+    python3 "$here/loadtest/stages.py" "$2" "$OUT/service-$1.prom" | tee "$OUT/service-$1.stages"
+}
+echo "== where the time went, flat out (per batch)"
+stages max /dev/null
 
 # 3. The service at half its maximum rate.
 service_half=$(jq -n "$service_rate / 2 | floor")
 "$loadtest" run "${common[@]}" --rate "$service_half" --duration "$HALF_SECONDS" --seed $((SEED + 3)) \
     --service-pid "$service_pid" --label service-half --report "$OUT/service-half.json"
+echo "== where the time went, half rate (per batch)"
+stages half "$OUT/service-max.prom"
 
 jq -n --slurpfile nm "$OUT/null-max.json" --slurpfile nh "$OUT/null-half.json" \
     --slurpfile sm "$OUT/service-max.json" --slurpfile sh "$OUT/service-half.json" '{
