@@ -26,6 +26,17 @@ const STATEMENT_CACHE: usize = 128;
 /// Page cache per connection, in KiB: enough for the pages one batch changes, so that a commit
 /// does not spill dirty pages to the WAL before it ends. Allocated as pages are read, so a
 /// connection that only reads offsets stays small.
+///
+/// Its size has a cost while the database is under 1 GiB. When SQLite reorders the pages of a
+/// B-tree split (`balance_nonroot`), it renumbers one of them through the page of the 1 GiB lock
+/// byte (page 262,145 at 4 KiB), which lies past the end of a smaller database; so at the end of
+/// such a transaction it truncates the cache by walking its whole hash table
+/// (`pcache1TruncateUnsafe`), a slot per page the cache ever held. In the `store_cpu` bench
+/// (a fresh store) that walk was 12% of the commit thread's samples for 400-package commits after
+/// full batches had filled the cache, and 2% with an 8 MiB cache; end to end, 8 and 16 MiB did
+/// not change the commit's time per package beyond the runs' noise (BENCHMARKS.md §4); and once
+/// the database passes 1 GiB that page lies inside it and the walk stops (read in SQLite 3.50's
+/// code, not measured). So the size stays.
 const CACHE_KIB: i64 = 64 * 1024;
 
 /// WAL size past which a writer waits for the checkpointer before its next transaction.
