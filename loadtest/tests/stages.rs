@@ -4,40 +4,32 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const BEFORE: &str = r#"# TYPE dutyflow_stage_duration_seconds histogram
-dutyflow_stage_duration_seconds_bucket{stage="store_commit",le="0.01"} 10
-dutyflow_stage_duration_seconds_bucket{stage="store_commit",le="0.05"} 18
-dutyflow_stage_duration_seconds_bucket{stage="store_commit",le="0.1"} 20
-dutyflow_stage_duration_seconds_bucket{stage="store_commit",le="+Inf"} 20
-dutyflow_stage_duration_seconds_sum{stage="store_commit"} 0.5
-dutyflow_stage_duration_seconds_count{stage="store_commit"} 20
-dutyflow_stage_duration_seconds_bucket{stage="assess",le="0.01"} 20
-dutyflow_stage_duration_seconds_bucket{stage="assess",le="0.05"} 20
-dutyflow_stage_duration_seconds_bucket{stage="assess",le="0.1"} 20
-dutyflow_stage_duration_seconds_bucket{stage="assess",le="+Inf"} 20
-dutyflow_stage_duration_seconds_sum{stage="assess"} 0.1
-dutyflow_stage_duration_seconds_count{stage="assess"} 20
-dutyflow_up 1
-"#;
+/// The exposition of one stage's duration histogram: its counts at or under 10, 50 and 100 ms
+/// (the last is every observation, as `+Inf`), and their sum in seconds.
+fn histogram(stage: &str, at_or_under: [u32; 3], sum: f64) -> String {
+    let name = "dutyflow_stage_duration_seconds";
+    let [ten_ms, fifty_ms, all] = at_or_under;
+    let mut text = String::new();
+    for (le, n) in [("0.01", ten_ms), ("0.05", fifty_ms), ("0.1", all), ("+Inf", all)] {
+        text += &format!("{name}_bucket{{stage=\"{stage}\",le=\"{le}\"}} {n}\n");
+    }
+    text += &format!("{name}_sum{{stage=\"{stage}\"}} {sum}\n{name}_count{{stage=\"{stage}\"}} {all}\n");
+    text
+}
 
-// Ten more commits (sum +0.3 s): four of them over 10 ms, one of those over 50 ms, none over
-// 100 ms. No assess batch added. A counter without buckets is not a histogram.
-const AFTER: &str = r#"# TYPE dutyflow_stage_duration_seconds histogram
-dutyflow_stage_duration_seconds_bucket{stage="store_commit",le="0.01"} 16
-dutyflow_stage_duration_seconds_bucket{stage="store_commit",le="0.05"} 27
-dutyflow_stage_duration_seconds_bucket{stage="store_commit",le="0.1"} 30
-dutyflow_stage_duration_seconds_bucket{stage="store_commit",le="+Inf"} 30
-dutyflow_stage_duration_seconds_sum{stage="store_commit"} 0.8
-dutyflow_stage_duration_seconds_count{stage="store_commit"} 30
-dutyflow_stage_duration_seconds_bucket{stage="assess",le="0.01"} 20
-dutyflow_stage_duration_seconds_bucket{stage="assess",le="0.05"} 20
-dutyflow_stage_duration_seconds_bucket{stage="assess",le="0.1"} 20
-dutyflow_stage_duration_seconds_bucket{stage="assess",le="+Inf"} 20
-dutyflow_stage_duration_seconds_sum{stage="assess"} 0.1
-dutyflow_stage_duration_seconds_count{stage="assess"} 20
-dutyflow_messages_received_total 99
-dutyflow_up 1
-"#;
+fn before() -> String {
+    let commits = histogram("store_commit", [10, 18, 20], 0.5);
+    let assess = histogram("assess", [20, 20, 20], 0.1);
+    format!("# TYPE dutyflow_stage_duration_seconds histogram\n{commits}{assess}dutyflow_up 1\n")
+}
+
+/// Ten more commits (sum +0.3 s): four of them over 10 ms, one of those over 50 ms, none over
+/// 100 ms. No assess batch added. A counter without buckets is not a histogram.
+fn after() -> String {
+    let commits = histogram("store_commit", [16, 27, 30], 0.8);
+    let assess = histogram("assess", [20, 20, 20], 0.1);
+    format!("# TYPE dutyflow_stage_duration_seconds histogram\n{commits}{assess}dutyflow_messages_received_total 99\ndutyflow_up 1\n")
+}
 
 fn run(before: &Path, after: &Path) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("stages.py");
@@ -65,8 +57,8 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 fn reports_what_the_step_added_per_series() {
     let dir = std::env::temp_dir().join(format!("dutyflow-stages-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let before = write(&dir, "before.prom", BEFORE);
-    let after = write(&dir, "after.prom", AFTER);
+    let before = write(&dir, "before.prom", &before());
+    let after = write(&dir, "after.prom", &after());
 
     let lines: Vec<String> = run(&before, &after).lines().map(str::to_owned).collect();
     assert_eq!(
