@@ -99,7 +99,11 @@ fn describe() {
         "Duty assessed on accepted packages, in US cents, by carrier and regime."
     );
     describe_counter!(RISK_TIER, "Scored packages per risk tier.");
-    describe_histogram!(STAGE_DURATION, Unit::Seconds, "Time per batch in each pipeline stage.");
+    describe_histogram!(
+        STAGE_DURATION,
+        Unit::Seconds,
+        "Time per batch (assess) or per store commit (publish, store_commit) in each pipeline stage."
+    );
     describe_histogram!(
         END_TO_END,
         Unit::Seconds,

@@ -783,7 +783,6 @@ fn record_stats(stats: &Stats, b: &AssessedBatch, batches: usize) {
     metrics::gauge!(mx::LAST_COMMIT).set(now.as_secs_f64());
 }
 
-/// Sends every output of a batch and waits for delivery.
 /// Queues every output of a batch for sending; returns the producer's failure count before, for
 /// [`await_delivery`].
 fn publish(settings: &Settings, producer: &ThreadedProducer<DeliveryContext>, b: &AssessedBatch) -> Result<u64> {

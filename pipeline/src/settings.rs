@@ -42,8 +42,8 @@ pub struct StoreSettings {
 pub struct Pipeline {
     pub batch_max_messages: usize,
     pub batch_max_wait_ms: u64,
-    /// Batches in flight (assessed or committing) below which a batch closes at
-    /// `batch_max_wait_ms`; with as many or more, the open batch grows.
+    /// Batches in flight (handed to the assess stage, not committed yet) below which a batch
+    /// closes at `batch_max_wait_ms`; with as many or more, the open batch grows.
     pub batches_ahead: usize,
     pub max_in_flight_batches: usize,
     /// Assessed batches merged into one store commit at most (1: no group commit).
