@@ -7,9 +7,8 @@
 -- small table (counting it cost every batch ~10 ms, whatever the batch's size).
 --
 -- A move goes in key order, a slice per batch, so that no one commit carries all of it:
--- `moved_before_*` is the key where the rows not moved yet start (NULL: no move under way;
--- empty texts, before every key: a move that has moved nothing yet). Rows added behind that key
--- during a move wait for the next one.
+-- `moved_before_*` is the key where the rows not moved yet start (NULL: no move under way).
+-- Rows added behind that key during a move wait for the next one.
 CREATE TABLE tracking_numbers_recent_counts (
     carrier TEXT PRIMARY KEY,
     recent_rows BIGINT NOT NULL,

@@ -103,7 +103,7 @@ pub(super) fn commit_batch(
             ]);
         }
         totals.flush(&mut *tx)?;
-        let versions = merge_recent_tracking_numbers(&mut tx, &recent_rows, merge_rows)?;
+        merge_recent_tracking_numbers(&mut tx, &recent_rows, merge_rows)?;
         delivered()?;
         for r in ranges {
             tx.execute(
@@ -113,14 +113,13 @@ pub(super) fn commit_batch(
         }
         tx.commit().context("store commit failed")?;
         for (carrier, &planned) in &planned {
-            let version = versions.get(carrier.as_str()).copied().unwrap_or(planned);
             let added = manifests
                 .iter()
                 .filter(|m| m.carrier == *carrier)
                 .flat_map(|m| &m.packages)
                 .filter(|p| p.accepted.is_some())
                 .filter_map(|p| p.tracking_number.as_deref());
-            filters.committed(carrier, planned, version, added);
+            filters.committed(carrier, planned, added);
         }
         Ok(CommitOutcome::Committed)
     })();
@@ -178,35 +177,29 @@ struct Recent<'b> {
 /// moves a slice of one carrier's recent numbers into the large table, in key order: the next
 /// slice of a move under way, else the first of a carrier past the threshold. Under the batch's
 /// carrier locks, like every other read and write of a carrier's numbers.
-///
-/// Returns the `numbers_version` of each carrier the batch added tracking numbers of.
 fn merge_recent_tracking_numbers(
     tx: &mut Tx<'_>,
     recent_rows: &BTreeMap<&str, RecentChange>,
     merge_rows: i64,
-) -> Result<BTreeMap<String, i64>> {
+) -> Result<()> {
     // One carrier per batch at most: carriers with similar traffic reach the threshold
     // together, and moving them all in one transaction makes one long commit and a peak of
     // memory. A carrier not served now is served by a later batch that adds to it.
     let mut chosen: Option<Recent<'_>> = None;
-    let mut versions = BTreeMap::new();
     let rank = |r: &Recent<'_>| (r.moved_before.is_some(), r.rows);
     for (&carrier, change) in recent_rows.iter().filter(|(_, c)| c.rows != 0 || c.added > 0) {
         let bump = i64::from(change.added > 0);
-        let (rows, tracking, manifest, version) = tx
+        let (rows, tracking, manifest) = tx
             .first(
                 "INSERT INTO tracking_numbers_recent_counts (carrier, recent_rows, numbers_version) VALUES ($1, $2, $3)
                  ON CONFLICT (carrier) DO UPDATE
                  SET recent_rows = tracking_numbers_recent_counts.recent_rows + excluded.recent_rows,
                      numbers_version = tracking_numbers_recent_counts.numbers_version + excluded.numbers_version
-                 RETURNING recent_rows, moved_before_tracking_number, moved_before_manifest_id, numbers_version",
+                 RETURNING recent_rows, moved_before_tracking_number, moved_before_manifest_id",
                 args![carrier, change.rows, bump],
-                |r| Ok((r.int(0)?, r.opt_text(1)?, r.opt_text(2)?, r.int(3)?)),
+                |r| Ok((r.int(0)?, r.opt_text(1)?, r.opt_text(2)?)),
             )?
             .context("the count of recent tracking numbers returned no row")?;
-        if change.added > 0 {
-            versions.insert(carrier.to_string(), version);
-        }
         let recent = Recent {
             carrier,
             rows,
@@ -218,7 +211,7 @@ fn merge_recent_tracking_numbers(
         }
     }
     let Some(recent) = chosen else {
-        return Ok(versions);
+        return Ok(());
     };
     let added: i64 = recent_rows.values().map(|c| c.added).sum();
     let slice = (merge_rows / MOVE_SLICES).max(2 * added).max(1);
@@ -263,7 +256,7 @@ fn merge_recent_tracking_numbers(
          WHERE carrier = $1",
         args![recent.carrier, moved as i64, &to_tracking, &to_manifest],
     )?;
-    Ok(versions)
+    Ok(())
 }
 
 /// The compare of the offsets' compare-and-set: locks each partition's offset row, in topic and
@@ -528,7 +521,7 @@ fn read_held(
                 Ok(())
             },
         )?;
-        let version = versions.get(*carrier).copied().unwrap_or(0);
+        let version = versions[*carrier];
         if filters.check(carrier, version) == (Check::Store { rebuild: true }) {
             rebuild_filter(tx, filters, carrier, version)?;
         }
@@ -781,23 +774,27 @@ fn remove_contribution(
     }
     w.contribution = kept;
     let removed: Vec<&str> = removed.iter().map(String::as_str).collect();
-    // Rows deleted from `tracking_numbers` and from `tracking_numbers_recent`.
-    let mut deleted = [0; 2];
+    // Rows deleted from `tracking_numbers_recent` (its count is kept per carrier).
+    let mut deleted = 0;
     if !removed.is_empty() {
-        for (sql, deleted) in [
-            "DELETE FROM tracking_numbers WHERE carrier = $1 AND manifest_id = $2 AND tracking_number IN ($keys)
-             RETURNING tracking_number",
+        query_in(
+            &mut **tx,
+            "DELETE FROM tracking_numbers WHERE carrier = $1 AND manifest_id = $2 AND tracking_number IN ($keys)",
+            args![&m.carrier, &m.manifest_id],
+            &removed,
+            &mut |_| Ok(()),
+        )?;
+        query_in(
+            &mut **tx,
             "DELETE FROM tracking_numbers_recent WHERE carrier = $1 AND manifest_id = $2 AND tracking_number IN ($keys)
              RETURNING tracking_number",
-        ]
-        .into_iter()
-        .zip(&mut deleted)
-        {
-            query_in(&mut **tx, sql, args![&m.carrier, &m.manifest_id], &removed, &mut |_| {
-                *deleted += 1;
+            args![&m.carrier, &m.manifest_id],
+            &removed,
+            &mut |_| {
+                deleted += 1;
                 Ok(())
-            })?;
-        }
+            },
+        )?;
     }
     match &replayed {
         Some(r) => {
@@ -819,5 +816,5 @@ fn remove_contribution(
             )?;
         }
     }
-    Ok(deleted[1])
+    Ok(deleted)
 }
