@@ -102,17 +102,22 @@ echo "== dutyflow run (pid $service_pid) joined the group"
     --label service-max --report "$OUT/service-max.json"
 service_rate=$(rate_of "$OUT/service-max.json")
 stages() { # stages STEP BEFORE: scrape the service's metrics after STEP, print what STEP added
-    curl -fsS --max-time 10 "http://$METRICS_LISTEN/metrics" >"$OUT/service-$1.prom" || { echo "run.sh: cannot scrape http://$METRICS_LISTEN/metrics" >&2; return 0; }
-    python3 "$here/loadtest/stages.py" "$2" "$OUT/service-$1.prom" | tee "$OUT/service-$1.stages"
+    if ! curl -fsS --max-time 10 "http://$METRICS_LISTEN/metrics" >"$OUT/service-$1.prom"; then
+        echo "run.sh: cannot scrape http://$METRICS_LISTEN/metrics" >&2
+        rm -f "$OUT/service-$1.prom"
+        return 0
+    fi
+    [ -e "$2" ] || { echo "run.sh: no earlier scrape $2; skipping the breakdown" >&2; return 0; }
+    python3 "$here/loadtest/stages.py" "$2" "$OUT/service-$1.prom" | tee "$OUT/service-$1.stages" || true
 }
-echo "== where the time went, flat out (per batch)"
+echo "== where the time went, flat out (per batch or store commit)"
 stages max /dev/null
 
 # 3. The service at half its maximum rate.
 service_half=$(jq -n "$service_rate / 2 | floor")
 "$loadtest" run "${common[@]}" --rate "$service_half" --duration "$HALF_SECONDS" --seed $((SEED + 3)) \
     --service-pid "$service_pid" --label service-half --report "$OUT/service-half.json"
-echo "== where the time went, half rate (per batch)"
+echo "== where the time went, half rate (per batch or store commit)"
 stages half "$OUT/service-max.prom"
 
 jq -n --slurpfile nm "$OUT/null-max.json" --slurpfile nh "$OUT/null-half.json" \

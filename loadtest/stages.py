@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where a load-test phase's time went, from two scrapes of the service's /metrics taken before
 and after the phase: per histogram series, the observations the phase added, their mean, and how
-many exceeded each bucket bound.
+many exceeded each of the (at most four) largest bucket bounds that any exceeded.
 
     loadtest/stages.py BEFORE.prom AFTER.prom
 
@@ -20,11 +20,11 @@ def parse(path):
     with open(path) as f:
         for line in f:
             m = SAMPLE.match(line.strip())
-            if not m or line.startswith('#'):
+            if not m:
                 continue
             name, labels, value = m.group(1), m.group(2) or '', float(m.group(3))
             le = None
-            parts = [p for p in re.findall(r'[a-zA-Z_]+="[^"]*"', labels)]
+            parts = re.findall(r'[a-zA-Z_]+="[^"]*"', labels)
             for p in parts:
                 if p.startswith('le='):
                     le = p[4:-1]
@@ -46,10 +46,10 @@ def main():
         total = delta((base + '_sum', labels, None))
         line = f'{base}{{{labels}}} n={n:.0f} mean={total / n:.4g}'
         bounds = sorted(
-            (float(le), le) for (nm, lb, le) in after if nm == base + '_bucket' and lb == labels and le not in (None, '+Inf')
+            (float(le), le) for (nm, lb, le) in after if nm == base + '_bucket' and lb == labels and le != '+Inf'
         )
         over = [(le, n - delta((base + '_bucket', labels, le))) for _, le in bounds]
-        # The bounds that something exceeded, and the first that nothing did.
+        # The largest four bounds that something exceeded.
         shown = [f'>{le}:{c:.0f}' for le, c in over if c > 0]
         line += ' ' + ' '.join(shown[-4:]) if shown else ''
         print(line)

@@ -24,7 +24,7 @@ fn before() -> String {
 }
 
 /// Ten more commits (sum +0.3 s): four of them over 10 ms, one of those over 50 ms, none over
-/// 100 ms. No assess batch added. A counter without buckets is not a histogram.
+/// 100 ms. No assess batch added. A plain counter is not listed.
 fn after() -> String {
     let commits = histogram("store_commit", [16, 27, 30], 0.8);
     let assess = histogram("assess", [20, 20, 20], 0.1);
