@@ -49,6 +49,26 @@ impl<T: Default, const N: usize> SmallList<T, N> {
         }
         self.heap.push(value);
     }
+
+    /// Keeps the elements for which `keep` is true, in their order (as `Vec::retain`).
+    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        if !self.heap.is_empty() {
+            // Emptied, the heap leaves `len` 0: the list is empty, and takes in place again.
+            self.heap.retain(keep);
+            return;
+        }
+        let mut kept = 0;
+        for i in 0..self.len {
+            if keep(&self.inline[i]) {
+                self.inline.swap(kept, i);
+                kept += 1;
+            }
+        }
+        for slot in &mut self.inline[kept..self.len] {
+            *slot = T::default();
+        }
+        self.len = kept;
+    }
 }
 
 impl<T: Default, const N: usize> Default for SmallList<T, N> {
@@ -88,12 +108,6 @@ impl<T: Default, const N: usize> FromIterator<T> for SmallList<T, N> {
             list.push(value);
         }
         list
-    }
-}
-
-impl<T: Default, const N: usize> From<Vec<T>> for SmallList<T, N> {
-    fn from(v: Vec<T>) -> Self {
-        v.into_iter().collect()
     }
 }
 
@@ -151,6 +165,25 @@ mod tests {
             let plus: Vec<u32> = values.iter().map(|x| x.wrapping_add(1)).collect();
             proptest::prop_assert_eq!(&list[..], &plus[..]);
             proptest::prop_assert_eq!(list.clone(), list);
+        }
+
+        #[test]
+        fn retains_as_a_vec(
+            values in proptest::collection::vec(0u32..8, 0..12),
+            drop in 0u32..8,
+            more in proptest::collection::vec(0u32..8, 0..4),
+        ) {
+            let mut list: SmallList<u32, 2> = values.iter().copied().collect();
+            let mut vec = values.clone();
+            list.retain(|&x| x != drop);
+            vec.retain(|&x| x != drop);
+            proptest::prop_assert_eq!(&list[..], &vec[..]);
+            // Still a list after: pushes land after what was kept, in place or not.
+            for &v in &more {
+                list.push(v);
+                vec.push(v);
+            }
+            proptest::prop_assert_eq!(&list[..], &vec[..]);
         }
     }
 }

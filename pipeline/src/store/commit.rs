@@ -5,7 +5,9 @@ use super::bulk::{query_in, Insert, Pending};
 use super::filter::{Check, Filters};
 use super::packed::{self, Arrival};
 use super::records::{AcceptedRecord, CommitOutcome, ManifestRecord, PackageRecord, PartitionRange, StoreRejection};
+use ahash::{AHashMap, AHashSet};
 use anyhow::{Context, Result};
+use dutyflow_operators::small::SmallList;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// A row of the totals: carrier, month, regime, method.
@@ -405,9 +407,12 @@ fn plan_batch(
     arrivals: &[String],
 ) -> Result<Plan> {
     let held = read_held(tx, filters, versions, manifests)?;
-    let mut stored: HashSet<(&str, &str)> = held.manifests.keys().map(|(c, id)| (c.as_str(), id.as_str())).collect();
-    // Accepted packages by carrier and tracking number: (manifest id, arrival date).
-    let mut accepted: HashMap<(&str, &str), Vec<(&str, &str)>> = HashMap::new();
+    let mut stored: AHashSet<(&str, &str)> = held.manifests.keys().map(|(c, id)| (c.as_str(), id.as_str())).collect();
+    // Accepted packages by carrier and tracking number: (manifest id, arrival date). Nearly
+    // every number has one, held in place: no allocation per package.
+    let packages = manifests.iter().map(|m| m.packages.len()).sum::<usize>();
+    let mut accepted: AHashMap<(&str, &str), SmallList<(&str, &str), 1>> =
+        AHashMap::with_capacity(packages + held.packages.len());
     for p in &held.packages {
         let key = (p.carrier.as_str(), p.tracking_number.as_str());
         accepted.entry(key).or_default().push((&p.manifest_id, &p.arrival_date));
@@ -418,7 +423,7 @@ fn plan_batch(
         let is_stored = !stored.insert((carrier, &m.manifest_id));
         if is_stored {
             // What `remove_contribution` will delete.
-            let not_this_manifest = |v: &mut Vec<(&str, &str)>| v.retain(|(id, _)| *id != m.manifest_id);
+            let not_this_manifest = |v: &mut SmallList<(&str, &str), 1>| v.retain(|(id, _)| *id != m.manifest_id);
             if m.replay {
                 for t in m.packages.iter().filter_map(|p| p.tracking_number.as_deref()) {
                     accepted.get_mut(&(carrier, t)).map(not_this_manifest);
@@ -484,7 +489,8 @@ struct HeldPackage {
 #[derive(Default)]
 struct CarrierKeys<'a> {
     manifest_ids: BTreeSet<&'a str>,
-    tracking_numbers: BTreeSet<&'a str>,
+    /// Sorted and without repeats once gathered.
+    tracking_numbers: Vec<&'a str>,
 }
 
 /// Reads what the store holds of the batch's manifests and of its accepted tracking numbers:
@@ -503,6 +509,10 @@ fn read_held(
         let accepted = m.packages.iter().filter(|p| p.accepted.is_some());
         keys.tracking_numbers
             .extend(accepted.filter_map(|p| p.tracking_number.as_deref()));
+    }
+    for keys in carriers.values_mut() {
+        keys.tracking_numbers.sort_unstable();
+        keys.tracking_numbers.dedup();
     }
     let mut held = Held::default();
     for (carrier, keys) in &carriers {
@@ -663,23 +673,27 @@ fn write_manifests<'b>(
             trip_number: &m.trip_number,
             port_of_arrival: &m.port_of_arrival,
         };
+        // What the manifest adds to the totals, by regime and method (a manifest has one or
+        // a few): summed here, added to the batch's totals once per manifest.
+        let mut added: SmallList<((&str, &'static str), Delta), 2> = SmallList::new();
+        let mut accepted = 0;
         for p in &m.packages {
             if let (Some(acc), Some(tracking)) = (&p.accepted, &p.tracking_number) {
                 packed::push_package(&mut w.contribution, tracking, &at, acc)?;
                 rows.tracking.push((&m.carrier, tracking, &m.manifest_id, arrival));
-                let change = recent_rows.entry(&m.carrier).or_default();
-                change.rows += 1;
-                change.added += 1;
-                months.insert((&m.carrier, &m.month, &m.manifest_id));
-                let key = (m.carrier.clone(), m.month.clone(), acc.regime.clone(), acc.method);
-                let added = Delta {
+                accepted += 1;
+                let package = Delta {
                     packages: 1,
                     item_lines: acc.lines.len() as i64,
                     value: acc.value_cents,
                     duty: acc.duty_cents,
                     fees: acc.fees_cents,
                 };
-                deltas.entry(key).or_default().add(1, added);
+                let key = (acc.regime.as_str(), acc.method);
+                match added.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, d)) => d.add(1, package),
+                    None => added.push((key, package)),
+                }
             } else if let Some(code) = p.rejected_code {
                 let index = if m.replay {
                     -1 - i64::from(p.index)
@@ -695,6 +709,16 @@ fn write_manifests<'b>(
                     code
                 ]);
             }
+        }
+        if accepted > 0 {
+            let change = recent_rows.entry(&m.carrier).or_default();
+            change.rows += accepted;
+            change.added += accepted;
+            months.insert((&m.carrier, &m.month, &m.manifest_id));
+        }
+        for &((regime, method), d) in added.iter() {
+            let key = (m.carrier.clone(), m.month.clone(), regime.to_string(), method);
+            deltas.entry(key).or_default().add(1, d);
         }
     }
     rows.flush(tx)?;

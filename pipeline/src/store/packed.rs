@@ -7,7 +7,6 @@
 
 use super::records::{AcceptedRecord, LineRecord};
 use anyhow::{bail, Context, Result};
-use std::fmt::Write;
 
 /// What one stored package adds to the totals.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,41 +36,40 @@ pub(crate) struct Arrival<'a> {
     pub port_of_arrival: &'a str,
 }
 
-/// Appends one accepted package to a contribution.
+/// Appends one accepted package to a contribution. Runs once per accepted package on the
+/// commit thread, so it writes bytes directly (no formatting machinery).
 pub(crate) fn push_package(
     out: &mut String,
     tracking_number: &str,
     at: &Arrival<'_>,
     a: &AcceptedRecord,
 ) -> Result<()> {
-    let header = [
+    let fields = [
         tracking_number,
         at.month,
         at.arrival_date,
         at.trip_number,
         at.port_of_arrival,
+        &a.regime,
+        a.method,
+        &a.rates_version,
     ];
-    for field in header
-        .iter()
-        .chain([&a.regime.as_str(), &a.method, &a.rates_version.as_str()])
-    {
+    for field in fields {
         plain(field)?;
     }
-    let mut field = |s: &str| {
-        out.push_str(s);
-        out.push('\t');
-    };
-    header.iter().for_each(|s| field(s));
-    field(&a.regime);
-    field(a.method);
-    field(&a.rates_version);
-    push_int(out, a.value_cents, '\t');
-    push_int(out, a.duty_cents, '\t');
-    push_int(out, a.fees_cents, '\t');
     for l in &a.lines {
         plain(&l.origin_country)?;
         plain(&l.rate)?;
         plain(l.hts.as_deref().unwrap_or_default())?;
+    }
+    for field in fields {
+        out.push_str(field);
+        out.push('\t');
+    }
+    push_int(out, a.value_cents, '\t');
+    push_int(out, a.duty_cents, '\t');
+    push_int(out, a.fees_cents, '\t');
+    for l in &a.lines {
         push_int(out, i64::from(l.item), ',');
         out.push_str(&l.origin_country);
         out.push(',');
@@ -88,13 +86,31 @@ pub(crate) fn push_package(
     Ok(())
 }
 
+/// Appends `v` in decimal, then `then` (an ASCII separator).
 fn push_int(out: &mut String, v: i64, then: char) {
-    let _ = write!(out, "{v}{then}");
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = v.unsigned_abs();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        out.push('-');
+    }
+    for &d in &digits[i..] {
+        out.push(char::from(d));
+    }
+    out.push(then);
 }
 
 /// A field must not hold a separator of the format.
 fn plain(field: &str) -> Result<()> {
-    if field.contains(['\t', '\n', ',']) {
+    if field.bytes().any(|b| matches!(b, b'\t' | b'\n' | b',')) {
         bail!("the store cannot keep {field:?}: it holds a tab, a comma or a newline");
     }
     Ok(())
@@ -242,12 +258,41 @@ mod tests {
     }
 
     #[test]
+    fn integers_are_written_as_rust_writes_them() {
+        let edges = [
+            0,
+            1,
+            -1,
+            9,
+            10,
+            -10,
+            99,
+            100,
+            1_000_000_007,
+            i64::MAX,
+            i64::MIN,
+            i64::MIN + 1,
+        ];
+        let spread = (0..64).flat_map(|k| [1i64 << k, (1i64 << k).wrapping_sub(1), 1i64.wrapping_sub(1i64 << k)]);
+        for v in edges.into_iter().chain(spread) {
+            let mut out = String::from("x");
+            push_int(&mut out, v, ',');
+            assert_eq!(out, format!("x{v},"));
+        }
+    }
+
+    #[test]
     fn a_field_with_a_separator_is_refused() {
         let mut a = accepted(vec![line(0, "CN", None, 100, "0.10", 10)]);
         a.rates_version = "v1,v2".into();
         let err = push_package(&mut String::new(), "RR473124829DE", &AT, &a).unwrap_err();
         assert!(err.to_string().contains("comma"), "{err}");
         assert!(push_package(&mut String::new(), "RR47\t3124829DE", &AT, &accepted(vec![])).is_err());
+        // Checked before anything is written: a refused package leaves no partial line.
+        let mut out = String::from("kept\n");
+        let bad_line = accepted(vec![line(0, "C\nN", None, 100, "0.10", 10)]);
+        assert!(push_package(&mut out, "RR473124829DE", &AT, &bad_line).is_err());
+        assert_eq!(out, "kept\n");
     }
 
     #[test]
