@@ -321,7 +321,13 @@ impl Row for rusqlite::Row<'_> {
 /// `?N` as parameter number N, which is what `$N` means to PostgreSQL. The store's SQL holds
 /// no `$` but in parameters.
 fn numbered(sql: &str) -> String {
-    let mut bytes = sql.as_bytes().to_vec();
+    // Every INSERT rolls back the whole transaction on a constraint failure: the store only
+    // ever rolls back whole batches. A multi-row INSERT that could fail half-way and be undone
+    // alone would keep a statement journal, a copy of every page it changes.
+    let mut bytes = match sql.strip_prefix("INSERT INTO ") {
+        Some(rest) => ["INSERT OR ROLLBACK INTO ", rest].concat().into_bytes(),
+        None => sql.as_bytes().to_vec(),
+    };
     for i in 1..bytes.len() {
         if bytes[i - 1] == b'$' && bytes[i].is_ascii_digit() {
             bytes[i - 1] = b'?';
@@ -456,6 +462,36 @@ mod tests {
             numbered("SELECT $2, $1 WHERE a = $10 AND b = '$'"),
             "SELECT ?2, ?1 WHERE a = ?10 AND b = '$'"
         );
+    }
+
+    #[test]
+    fn a_failing_insert_rolls_back_the_whole_transaction() {
+        let db = temp_store("rollback");
+        let mut store = Sqlite::open(&db).unwrap();
+        store
+            .execute_script("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+            .unwrap();
+        let insert = "INSERT INTO t (k, v) VALUES ($1, 'a'), ($2, 'b')";
+        store.begin().unwrap();
+        store.execute(insert, &[Value::Int(1), Value::Int(2)]).unwrap();
+        // The second row collides: the transaction ends at once, the first statement with it.
+        assert!(store.execute(insert, &[Value::Int(3), Value::Int(1)]).is_err());
+        assert!(store.conn.is_autocommit(), "the transaction is over");
+        assert!(store.rollback().is_err(), "nothing left to roll back");
+        let rows: i64 = store
+            .conn
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 0);
+        // The next transaction starts afresh.
+        store.begin().unwrap();
+        store.execute(insert, &[Value::Int(3), Value::Int(4)]).unwrap();
+        store.commit().unwrap();
+        let rows: i64 = store
+            .conn
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 2);
     }
 
     #[test]
