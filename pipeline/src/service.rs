@@ -330,13 +330,6 @@ pub fn run(
             consumer.clone(),
             producer.clone(),
         );
-        // Freeing a committed batch (its records and outputs: about ten allocations per
-        // package, ~8% of the commit thread's CPU flat out) is not the commit thread's work.
-        // One batch waits at most, so memory stays bounded.
-        let (to_free, free_rx) = sync_channel::<AssessedBatch>(1);
-        std::thread::Builder::new()
-            .name("dutyflow-free".into())
-            .spawn(move || free_rx.into_iter().for_each(drop))?;
         std::thread::Builder::new()
             .name("dutyflow-commit".into())
             .spawn(move || {
@@ -351,8 +344,6 @@ pub fn run(
                     for _ in 0..batches {
                         in_flight.done();
                     }
-                    // Should the freeing thread be gone, the batch comes back and drops here.
-                    let _ = to_free.send(b);
                 }
             })?
     };
