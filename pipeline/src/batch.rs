@@ -198,6 +198,10 @@ fn convert(ops: &Operators, msg: &InputMessage, outcome: &Outcome<'_>) -> (Messa
         source_offset: msg.source.offset,
         packages: Vec::with_capacity(m.packages.len()),
     });
+    // The packages array's place, found at the first rejected package (most manifests have
+    // none).
+    let last_start = m.packages.last().map(|p| p.package.raw_start as usize);
+    let mut array = None;
     for p in &m.packages {
         let mut buf = Vec::with_capacity(768);
         encode::assessment(&mut buf, ops, m, p);
@@ -210,10 +214,13 @@ fn convert(ops: &Operators, msg: &InputMessage, outcome: &Outcome<'_>) -> (Messa
                 result.tiers[Tier::ALL.iter().position(|t| *t == tier).unwrap_or(0)] += 1;
             }
         } else {
+            let array = array
+                .get_or_insert_with(|| dlq::packages_array(&msg.payload, m.packages_at as usize, last_start))
+                .clone();
             result.dead_letters.push(dlq::package_record(
                 &msg.source,
                 &msg.payload,
-                m.packages_at as usize,
+                array,
                 p.package.index,
                 p.package.raw_start as usize,
                 p.package.tracking_number,
@@ -290,10 +297,11 @@ pub fn apply_store_rejection(batch: &mut AssessedBatch, records: &[ManifestRecor
     buf.extend_from_slice(b"}],\"warnings\":[],\"risk\":null,\"duty\":null}");
     let msg = &batch.messages[mi];
     let result = &mut batch.results[mi];
+    let array = dlq::packages_array(&msg.payload, result.packages_at, result.package_starts.last().copied());
     let dl = dlq::package_record(
         &msg.source,
         &msg.payload,
-        result.packages_at,
+        array,
         p.index,
         result.package_starts[p.index as usize],
         Some(&tracking),

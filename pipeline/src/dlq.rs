@@ -5,6 +5,7 @@ use base64::Engine;
 use dutyflow_operators::decode::value_slice;
 use dutyflow_operators::encode::write_str;
 use dutyflow_operators::error::Issue;
+use std::ops::Range;
 
 pub const H_CODE: &str = "dutyflow.error.code";
 pub const H_STAGE: &str = "dutyflow.error.stage";
@@ -83,17 +84,34 @@ fn write_errors(out: &mut Vec<u8>, errors: &[Issue], stage: Option<&str>) {
     out.push(b']');
 }
 
-/// The manifest exactly as sent, with its `packages` array cut down to the one package at
-/// `package_start`: a ready-to-replay `manifest/v1`.
-pub fn one_package_manifest(raw: &[u8], packages_at: usize, package_start: usize) -> Vec<u8> {
-    let array = value_slice(raw, packages_at);
+/// Where the `packages` array stands in `raw`: from its `[` at `packages_at` to just past its
+/// `]`. Found from the start of its last package, so that only that package is scanned, not
+/// the whole array (a manifest of 50 packages is ~24 KB); the whole array is scanned only when
+/// the last package is unknown or not followed by the `]`.
+pub fn packages_array(raw: &[u8], packages_at: usize, last_package_start: Option<usize>) -> Range<usize> {
+    if let Some(last) = last_package_start.filter(|&l| l > packages_at) {
+        let mut end = last + value_slice(raw, last).len();
+        while raw.get(end).is_some_and(|&b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
+            end += 1;
+        }
+        if raw.get(end) == Some(&b']') {
+            return packages_at..end + 1;
+        }
+    }
+    packages_at..packages_at + value_slice(raw, packages_at).len()
+}
+
+/// The manifest exactly as sent, with its `packages` array (at `array`, see
+/// [`packages_array`]) cut down to the one package at `package_start`: a ready-to-replay
+/// `manifest/v1`.
+pub fn one_package_manifest(raw: &[u8], array: Range<usize>, package_start: usize) -> Vec<u8> {
     let package = value_slice(raw, package_start);
-    let mut out = Vec::with_capacity(raw.len().min(packages_at + package.len() + 64));
-    out.extend_from_slice(&raw[..packages_at]);
+    let mut out = Vec::with_capacity(raw.len().min(array.start + package.len() + 64));
+    out.extend_from_slice(&raw[..array.start]);
     out.push(b'[');
     out.extend_from_slice(package);
     out.push(b']');
-    out.extend_from_slice(&raw[packages_at + array.len()..]);
+    out.extend_from_slice(&raw[array.end.min(raw.len())..]);
     out
 }
 
@@ -103,7 +121,7 @@ pub fn one_package_manifest(raw: &[u8], packages_at: usize, package_start: usize
 pub fn package_record(
     source: &Source,
     raw: &[u8],
-    packages_at: usize,
+    array: Range<usize>,
     package_index: u32,
     package_start: usize,
     tracking: Option<&str>,
@@ -131,7 +149,7 @@ pub fn package_record(
         None => v.extend_from_slice(b"null"),
     }
     v.extend_from_slice(b",\"manifest\":");
-    v.extend_from_slice(&one_package_manifest(raw, packages_at, package_start));
+    v.extend_from_slice(&one_package_manifest(raw, array, package_start));
     v.push(b'}');
     let key = tracking
         .map(|t| t.as_bytes().to_vec())
@@ -181,12 +199,42 @@ mod tests {
         let raw = br#"{"schema":"manifest/v1","packages":[{"a":1},{"b":[2,{"c":"]"}]}],"trip":{"x":1}}"#;
         let packages_at = raw.windows(2).position(|w| w == b":[").unwrap() + 1;
         let second = raw.windows(4).position(|w| w == b"{\"b\"").unwrap();
-        let one = one_package_manifest(raw, packages_at, second);
+        let first = packages_at + 1;
+        let array = packages_array(raw, packages_at, Some(second));
+        assert_eq!(&raw[array.clone()], br#"[{"a":1},{"b":[2,{"c":"]"}]}]"#);
+        let one = one_package_manifest(raw, array, second);
         assert_eq!(
             std::str::from_utf8(&one).unwrap(),
             r#"{"schema":"manifest/v1","packages":[{"b":[2,{"c":"]"}]}],"trip":{"x":1}}"#
         );
         let v: serde_json::Value = serde_json::from_slice(&one).unwrap();
         assert_eq!(v["packages"].as_array().unwrap().len(), 1);
+        let one = one_package_manifest(raw, packages_array(raw, packages_at, None), first);
+        assert_eq!(
+            std::str::from_utf8(&one).unwrap(),
+            r#"{"schema":"manifest/v1","packages":[{"a":1}],"trip":{"x":1}}"#
+        );
+    }
+
+    #[test]
+    fn the_packages_array_found_from_its_last_package_is_the_whole_scans() {
+        // (manifest, start of its last package): objects, scalars, strings holding brackets and
+        // escaped quotes, whitespace around the elements, the array last or not.
+        let cases: [(&str, &str); 6] = [
+            (r#"{"packages":[{"a":1},{"b":2}]}"#, r#"{"b""#),
+            (r#"{"packages": [ {"a":"]"} ,  {"b":"\"]"} ] ,"x":[1]}"#, r#"{"b""#),
+            ("{\"packages\":[{\"a\":1},\n\t{\"b\":[[]]}\r\n]}", r#"{"b""#),
+            (r#"{"packages":[1, 22 ],"trip":{}}"#, "22"),
+            (r#"{"packages":["a]",  "b]" ]}"#, r#""b]""#),
+            (r#"{"packages":[{"only":{"nested":[{}]}}]}"#, r#"{"only""#),
+        ];
+        for (text, last) in cases {
+            let raw = text.as_bytes();
+            let packages_at = text.find('[').unwrap();
+            let last_start = text.rfind(last).unwrap();
+            let whole = packages_array(raw, packages_at, None);
+            assert_eq!(raw[whole.end - 1], b']', "{text}");
+            assert_eq!(packages_array(raw, packages_at, Some(last_start)), whole, "{text}");
+        }
     }
 }
