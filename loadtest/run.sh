@@ -26,7 +26,7 @@
 # batches' stage durations and sizes (also in OUT_DIR/service-{max,half}.stages).
 #
 # Environment: BIN_DIR (release binaries), PARTITIONS (16), NULL_PACKAGES (2000000),
-# SERVICE_PACKAGES (2000000), HALF_SECONDS (30), MAX_BACKLOG (100000), SEED (2026), FETCH_WAIT_MS (10),
+# SERVICE_PACKAGES (2000000), HALF_SECONDS (30), SERVICE_HALF_RATE (half the measured maximum), MAX_BACKLOG (100000), SEED (2026), FETCH_WAIT_MS (10),
 # METRICS_LISTEN (127.0.0.1:19464),
 # KEEP_STORE (1: keep OUT_DIR/store.db), DUTYFLOW_* (passed to the service, e.g.
 # DUTYFLOW_PIPELINE_BATCH_MAX_MESSAGES).
@@ -114,7 +114,8 @@ echo "== where the time went, flat out (per batch or store commit)"
 stages max /dev/null
 
 # 3. The service at half its maximum rate.
-service_half=$(jq -n "$service_rate / 2 | floor")
+# SERVICE_HALF_RATE pins this step's rate (to compare two builds' latency at the same load).
+service_half=${SERVICE_HALF_RATE:-$(jq -n "$service_rate / 2 | floor")}
 "$loadtest" run "${common[@]}" --rate "$service_half" --duration "$HALF_SECONDS" --seed $((SEED + 3)) \
     --service-pid "$service_pid" --label service-half --report "$OUT/service-half.json"
 echo "== where the time went, half rate (per batch or store commit)"

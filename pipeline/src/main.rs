@@ -7,6 +7,12 @@ use dutyflow_pipeline::{broker, demo, dlq_admin, file_mode, service, settings, s
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc for the binary's Rust allocations. With glibc's malloc, 15% of the service's CPU
+/// flat out was in malloc and free (BENCHMARKS.md §4, session 6): a batch's records are many
+/// small allocations made by the assess workers and freed by the commit thread.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "dutyflow",
