@@ -279,7 +279,7 @@ fn offsets(store: &Store) -> BTreeMap<i32, i64> {
 
 fn a_batch_adds_its_totals_and_moves_its_offsets(url: &StoreUrl) {
     let mut store = Store::open(url).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 3);
+    assert_eq!(store.schema_version().unwrap(), 4);
     let batch = vec![lh_1_mixed(), single("AF", "AF-1", "2026-04-10", "RR000000004DE", 700)];
     let (outcome, published) = commit(&mut store, &[range(0, -1, 2), range(1, -1, 1)], batch);
     assert_eq!(outcome, CommitOutcome::Committed);
@@ -307,7 +307,7 @@ fn a_batch_adds_its_totals_and_moves_its_offsets(url: &StoreUrl) {
     drop(store);
     // Reopened: the same store, its migrations not applied again.
     let store = Store::open_existing(url).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 3);
+    assert_eq!(store.schema_version().unwrap(), 4);
     assert_eq!(summary(&store), expected);
 }
 
@@ -764,7 +764,7 @@ fn concurrent_opens_migrate_once(url: &StoreUrl) {
         })
         .collect();
     for o in openers {
-        assert_eq!(o.join().unwrap().unwrap(), 3);
+        assert_eq!(o.join().unwrap().unwrap(), 4);
     }
 }
 
@@ -799,12 +799,12 @@ fn a_version_1_store_is_migrated(url: &StoreUrl) {
             .unwrap(),
     }
     let mut store = Store::open(url).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 3);
+    assert_eq!(store.schema_version().unwrap(), 4);
     let before = [row("LH 2026-03 ad_valorem", 2, 3, 3500, 350, 1)];
     assert_eq!(summary(&store), before);
     assert_eq!(offsets(&store), BTreeMap::from([(0, 1)]));
-    // The migration counted the packed packages' tracking numbers as recent.
-    assert_eq!(recent_rows(&store), [("LH".to_string(), 2)]);
+    // The packed packages' tracking numbers became one run of LH (schema version 4).
+    assert_eq!(levels(&store), [(0, 2)]);
     let lines = worksheet(&store, "LH", "2026-03");
     let expected = [
         ("RR000000001DE", 1000, 100),
@@ -824,75 +824,18 @@ fn a_version_1_store_is_migrated(url: &StoreUrl) {
     assert_eq!(summary(&store), [row("LH 2026-03 ad_valorem", 1, 1, 700, 70, 1)]);
 }
 
-/// Tracking numbers moved from the small recent table into the large one still count for the
-/// 12-month check, and an amendment still takes them out.
+/// Tracking numbers merged from one run into another still count for the 12-month check; an
+/// amendment takes its removed packages' numbers out of the check, though their entries stay in
+/// the runs; an entry written twice is merged into one.
 fn merged_tracking_numbers_count_and_go_with_an_amendment(url: &StoreUrl) {
     let mut store = Store::open(url).unwrap();
-    store.set_tracking_merge_rows(2);
-    let lh_1 = |trackings: &[&str]| {
-        let packages = trackings.iter().map(|t| accepted(t, &[1000])).collect();
+    store.set_tracking_fan_in(2);
+    let number = |n: u32| format!("RR{n:09}DE");
+    let lh_1 = |numbers: &[u32]| {
+        let packages = numbers.iter().map(|&n| accepted(&number(n), &[1000])).collect();
         manifest("LH", "LH-1", "2026-03-02", packages)
     };
-    // Two numbers of LH: moved at the end of this batch.
-    let batch = vec![lh_1(&["RR000000001DE", "RR000000002DE"])];
-    assert_eq!(
-        commit(&mut store, &[range(0, -1, 1)], batch).0,
-        CommitOutcome::Committed
-    );
-    assert_eq!(recent_rows(&store), [("LH".to_string(), 0)]);
-    // One more, which stays recent; a reuse of a moved number is a duplicate.
-    let reuse = single("LH", "LH-2", "2026-03-09", "RR000000001DE", 500);
-    let other = single("LH", "LH-3", "2026-03-09", "RR000000003DE", 500);
-    let (outcome, published) = commit(&mut store, &[range(0, 1, 3)], vec![reuse, other]);
-    assert_eq!(outcome, CommitOutcome::Committed);
-    let rejections = published.unwrap().rejections;
-    assert_eq!(rejections.len(), 1);
-    assert_eq!(
-        (rejections[0].manifest, rejections[0].other_manifest_id.as_str()),
-        (0, "LH-1")
-    );
-    assert_eq!(recent_rows(&store), [("LH".to_string(), 1)]);
-    // LH-1 amended without RR000000001DE: the moved number goes, so its reuse is accepted; the
-    // recent RR000000003DE still counts.
-    let amended = lh_1(&["RR000000002DE"]);
-    let reuse = single("LH", "LH-4", "2026-03-10", "RR000000001DE", 700);
-    let again = single("LH", "LH-5", "2026-03-10", "RR000000003DE", 700);
-    let (outcome, published) = commit(&mut store, &[range(0, 3, 6)], vec![amended, reuse, again]);
-    assert_eq!(outcome, CommitOutcome::Committed);
-    let rejections = published.unwrap().rejections;
-    assert_eq!(rejections.len(), 1);
-    assert_eq!(
-        (rejections[0].manifest, rejections[0].other_manifest_id.as_str()),
-        (2, "LH-3")
-    );
-    // LH-1 (one package), LH-3 and LH-4 accepted; the duplicates in LH-2 and LH-5 rejected.
-    assert_eq!(summary(&store), [row("LH 2026-03 ad_valorem", 3, 3, 2200, 220, 2)]);
-    // LH-1's number again and LH-4's joined LH-3's, three in all: moved at the end of that batch.
-    assert_eq!(recent_rows(&store), [("LH".to_string(), 0)]);
-    // An amendment that removes recent numbers takes them off the count: LH-6's two numbers
-    // stay under a threshold of 3, and its amendment drops one of them.
-    store.set_tracking_merge_rows(3);
-    let lh_6 = |trackings: &[&str]| {
-        let packages = trackings.iter().map(|t| accepted(t, &[1000])).collect();
-        manifest("LH", "LH-6", "2026-03-12", packages)
-    };
-    let batch = vec![lh_6(&["RR000000006DE", "RR000000007DE"])];
-    assert_eq!(commit(&mut store, &[range(0, 6, 7)], batch).0, CommitOutcome::Committed);
-    assert_eq!(recent_rows(&store), [("LH".to_string(), 2)]);
-    let batch = vec![lh_6(&["RR000000006DE"])];
-    assert_eq!(commit(&mut store, &[range(0, 7, 8)], batch).0, CommitOutcome::Committed);
-    assert_eq!(recent_rows(&store), [("LH".to_string(), 1)]);
-}
-
-/// A move of recent tracking numbers into the large table goes a slice per batch, in key order:
-/// numbers count as duplicates wherever they are, the count follows every slice, rows added
-/// behind the move wait for the next one, and the move ends with the last slice.
-fn recent_tracking_numbers_move_a_slice_per_batch(url: &StoreUrl) {
-    let mut store = Store::open(url).unwrap();
-    // Slices of at least one row (16 / 64 rounds to 0), and at least twice what a batch adds.
-    store.set_tracking_merge_rows(16);
-    let number = |n: u32| format!("RR{n:09}DE");
-    let packages = |numbers: std::ops::RangeInclusive<u32>| numbers.map(|n| accepted(&number(n), &[1000])).collect();
+    let one = |id: &str, n: u32, value: i64| single("LH", id, "2026-03-09", &number(n), value);
     let mut next = 0;
     let mut batch = |store: &mut Store, manifests: Vec<ManifestRecord>| {
         let n = manifests.len() as i64;
@@ -906,39 +849,82 @@ fn recent_tracking_numbers_move_a_slice_per_batch(url: &StoreUrl) {
             .map(|r| (r.manifest, r.other_manifest_id))
             .collect::<Vec<_>>()
     };
-    let one = |id: &str, n: u32| single("LH", id, "2026-03-10", &number(n), 500);
-    // 10 numbers: under the threshold.
-    batch(&mut store, vec![manifest("LH", "LH-1", "2026-03-02", packages(1..=10))]);
-    assert_eq!(recent_rows(&store), [("LH".to_string(), 10)]);
-    // 16: a move starts, and its first slice takes twice the 6 added, numbers 1 to 12.
-    batch(
-        &mut store,
-        vec![manifest("LH", "LH-2", "2026-03-03", packages(11..=16))],
-    );
-    assert_eq!(recent_rows(&store), [("LH".to_string(), 4)]);
-    // Reuses of a moved number and of a recent one are both duplicates; number 20 is added and
-    // the next slice takes two (13 and 14).
-    let rejected = batch(&mut store, vec![one("LH-3", 20), one("LH-4", 1), one("LH-5", 16)]);
-    assert_eq!(rejected, [(1, "LH-1".to_string()), (2, "LH-2".to_string())]);
-    assert_eq!(recent_rows(&store), [("LH".to_string(), 3)]);
-    // Number 0 sorts before where the move stands: it waits; 15 and 16 move.
-    batch(&mut store, vec![one("LH-6", 0)]);
-    assert_eq!(recent_rows(&store), [("LH".to_string(), 2)]);
-    // 20 and 30 are all that is left after the move's position: the last slice.
-    batch(&mut store, vec![one("LH-7", 30)]);
-    assert_eq!(recent_rows(&store), [("LH".to_string(), 1)]);
-    // The move is over: under the threshold, nothing moves.
-    batch(&mut store, vec![one("LH-8", 31)]);
-    assert_eq!(recent_rows(&store), [("LH".to_string(), 2)]);
-    // Every number still counts, moved or not.
+    // Two numbers of LH: a run of level 0.
+    assert!(batch(&mut store, vec![lh_1(&[1, 2])]).is_empty());
+    assert_eq!(levels(&store), [(0, 2)]);
+    // A reuse of number 1, and number 3: the second run of level 0 merges with the first.
+    let rejected = batch(&mut store, vec![one("LH-2", 1, 500), one("LH-3", 3, 500)]);
+    assert_eq!(rejected, [(0, "LH-1".to_string())]);
+    assert_eq!(levels(&store), [(1, 3)]);
+    // LH-1 amended without number 1: its reuse is accepted, though the merged run still holds
+    // LH-1's entry; number 3 still counts.
+    let rejected = batch(&mut store, vec![lh_1(&[2]), one("LH-4", 1, 700), one("LH-5", 3, 700)]);
+    assert_eq!(rejected, [(2, "LH-3".to_string())]);
+    // LH-1 (one package), LH-3 and LH-4 accepted; the duplicates in LH-2 and LH-5 rejected.
+    assert_eq!(summary(&store), [row("LH 2026-03 ad_valorem", 3, 3, 2200, 220, 2)]);
+    // The amendment's run holds number 2 again (LH-1) and number 1 (LH-4).
+    assert_eq!(levels(&store), [(0, 2), (1, 3)]);
+    // Number 2 is LH-1's, held by two runs; number 8 is new: level 0 merges again.
+    let rejected = batch(&mut store, vec![one("LH-6", 2, 500), one("LH-7", 8, 500)]);
+    assert_eq!(rejected, [(0, "LH-1".to_string())]);
+    assert_eq!(levels(&store), [(1, 3), (1, 3)]);
+    // The next batch's run leaves level 0 as it is, and level 1 merges: LH-1's number 2, written
+    // by both, is one entry; LH-1's stale number 1 stays.
+    assert!(batch(&mut store, vec![one("LH-8", 9, 500)]).is_empty());
+    assert_eq!(levels(&store), [(0, 1), (2, 5)]);
+    // Every number counts, wherever it is, and number 1 is LH-4's.
     let rejected = batch(
         &mut store,
-        vec![one("LH-9", 0), one("LH-10", 12), one("LH-11", 30), one("LH-12", 31)],
+        vec![
+            one("LH-9", 1, 500),
+            one("LH-10", 2, 500),
+            one("LH-11", 3, 500),
+            one("LH-12", 8, 500),
+            one("LH-13", 9, 500),
+        ],
     );
     let others: Vec<&str> = rejected.iter().map(|(_, other)| other.as_str()).collect();
-    assert_eq!(others, ["LH-6", "LH-2", "LH-7", "LH-8"]);
-    // 16 + 20, 0, 30, 31 accepted; the five reuses rejected.
-    assert_eq!(summary(&store), [row("LH 2026-03 ad_valorem", 20, 20, 18000, 1800, 6)]);
+    assert_eq!(others, ["LH-4", "LH-1", "LH-3", "LH-7", "LH-8"]);
+    assert_eq!(summary(&store), [row("LH 2026-03 ad_valorem", 5, 5, 3200, 320, 8)]);
+}
+
+/// Runs of many chunks: a merge streams through the chunks of each run in key order, and a
+/// lookup finds a number wherever its chunk starts, in every run.
+fn tracking_runs_of_many_chunks_merge_and_are_searched(url: &StoreUrl) {
+    let mut store = Store::open(url).unwrap();
+    store.set_tracking_fan_in(2);
+    let number = |n: u32| format!("RR{n:09}DE");
+    let packages = |numbers: &mut dyn Iterator<Item = u32>| numbers.map(|n| accepted(&number(n), &[1000])).collect();
+    // Even numbers, then odd ones: 2 × 400, interleaved in key order, ~3 chunks a run.
+    let even = manifest("LH", "LH-1", "2026-03-02", packages(&mut (0..400).map(|i| 2 * i)));
+    assert_eq!(
+        commit(&mut store, &[range(0, -1, 1)], vec![even]).0,
+        CommitOutcome::Committed
+    );
+    let odd = manifest("LH", "LH-2", "2026-03-03", packages(&mut (0..400).map(|i| 2 * i + 1)));
+    assert_eq!(
+        commit(&mut store, &[range(0, 1, 2)], vec![odd]).0,
+        CommitOutcome::Committed
+    );
+    assert_eq!(levels(&store), [(1, 800)]);
+    // A third run, and reuses of every 7th number of both, and of numbers past both ends.
+    let reuses: Vec<u32> = (0..800).step_by(7).chain([800, 801]).collect();
+    let third = manifest("LH", "LH-3", "2026-03-04", packages(&mut reuses.iter().copied()));
+    let (outcome, published) = commit(&mut store, &[range(0, 2, 3)], vec![third]);
+    assert_eq!(outcome, CommitOutcome::Committed);
+    let rejections = published.unwrap().rejections;
+    let expected: Vec<(usize, &str)> = reuses
+        .iter()
+        .enumerate()
+        .filter(|(_, &n)| n < 800)
+        .map(|(i, &n)| (i, if n % 2 == 0 { "LH-1" } else { "LH-2" }))
+        .collect();
+    let got: Vec<(usize, &str)> = rejections
+        .iter()
+        .map(|r| (r.package, r.other_manifest_id.as_str()))
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(levels(&store), [(0, 2), (1, 800)]);
 }
 
 /// Two processes commit numbers of the same carrier: the in-memory filter each keeps of the
@@ -968,16 +954,13 @@ fn two_processes_committing_one_carrier_both_see_its_duplicates(url: &StoreUrl) 
     assert_eq!(summary(&a), [row("LH 2026-03 ad_valorem", 3, 3, 3000, 300, 5)]);
 }
 
-/// Each carrier's count of recent tracking numbers, checked against the table.
-fn recent_rows(store: &Store) -> Vec<(String, i64)> {
+/// LH's runs of tracking numbers: level and entries, by level and age.
+fn levels(store: &Store) -> Vec<(i64, i64)> {
     store
-        .recent_tracking_rows()
+        .tracking_runs("LH")
         .unwrap()
         .into_iter()
-        .map(|(carrier, counted, held)| {
-            assert_eq!(counted, held, "{carrier}: the count of recent tracking numbers is off");
-            (carrier, held)
-        })
+        .map(|r| (r.level, r.entries))
         .collect()
 }
 
@@ -1006,7 +989,7 @@ battery!(
     concurrent_opens_migrate_once,
     a_version_1_store_is_migrated,
     merged_tracking_numbers_count_and_go_with_an_amendment,
-    recent_tracking_numbers_move_a_slice_per_batch,
+    tracking_runs_of_many_chunks_merge_and_are_searched,
     two_processes_committing_one_carrier_both_see_its_duplicates,
 );
 

@@ -77,8 +77,6 @@ pub(crate) use args;
 pub(crate) trait Row {
     fn int(&self, col: usize) -> Result<i64>;
     fn text(&self, col: usize) -> Result<String>;
-    /// A text column that may be NULL.
-    fn opt_text(&self, col: usize) -> Result<Option<String>>;
 }
 
 /// What a query does with each row.

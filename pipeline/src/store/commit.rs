@@ -5,6 +5,7 @@ use super::bulk::{query_in, Insert, Pending};
 use super::filter::{Check, Filters};
 use super::packed::{self, Arrival};
 use super::records::{AcceptedRecord, CommitOutcome, ManifestRecord, PackageRecord, PartitionRange, StoreRejection};
+use super::runs::{self, Entry};
 use ahash::{AHashMap, AHashSet};
 use anyhow::{Context, Result};
 use dutyflow_operators::small::SmallList;
@@ -65,7 +66,7 @@ impl Decisions {
 #[allow(clippy::too_many_arguments)]
 pub(super) fn commit_batch(
     conn: &mut dyn Backend,
-    merge_rows: i64,
+    fan_in: usize,
     filters: &mut Filters,
     group: &str,
     ranges: &[PartitionRange],
@@ -89,7 +90,7 @@ pub(super) fn commit_batch(
         }
         // Every package is decided: the outputs go out while the store writes.
         send(manifests, &decisions.rejections)?;
-        let Changes { deltas, recent_rows } = write_manifests(&mut tx, manifests, &arrivals, plan.held)?;
+        let Changes { deltas, added } = write_manifests(&mut tx, manifests, &arrivals, plan.held)?;
         let mut totals = Pending::new(&TOTALS);
         for ((carrier, month, regime, method), d) in deltas.iter().filter(|(_, d)| !d.is_zero()) {
             totals.push(args![
@@ -105,7 +106,11 @@ pub(super) fn commit_batch(
             ]);
         }
         totals.flush(&mut *tx)?;
-        merge_recent_tracking_numbers(&mut tx, &recent_rows, merge_rows)?;
+        // Each carrier's accepted numbers as a run, and its version after (with a merge, if due).
+        let mut versions = planned.clone();
+        for (carrier, entries) in added {
+            versions.insert(carrier.to_string(), runs::add(&mut tx, carrier, entries, fan_in)?);
+        }
         delivered()?;
         for r in ranges {
             tx.execute(
@@ -115,13 +120,14 @@ pub(super) fn commit_batch(
         }
         tx.commit().context("store commit failed")?;
         for (carrier, &planned) in &planned {
+            let version = versions[carrier];
             let added = manifests
                 .iter()
                 .filter(|m| m.carrier == *carrier)
                 .flat_map(|m| &m.packages)
                 .filter(|p| p.accepted.is_some())
                 .filter_map(|p| p.tracking_number.as_deref());
-            filters.committed(carrier, planned, added);
+            filters.committed(carrier, planned, version, added);
         }
         Ok(CommitOutcome::Committed)
     })();
@@ -132,7 +138,7 @@ pub(super) fn commit_batch(
     outcome
 }
 
-/// Each carrier's `numbers_version` (see `filter.rs`), read under the batch's carrier locks;
+/// Each carrier's `numbers_version` (see `filter.rs` and `runs.rs`), read under the batch's carrier locks;
 /// 0 for a carrier without a row.
 fn read_versions(tx: &mut Tx<'_>, manifests: &[ManifestRecord]) -> Result<BTreeMap<String, i64>> {
     let mut versions: BTreeMap<String, i64> = manifests.iter().map(|m| (m.carrier.clone(), 0)).collect();
@@ -140,7 +146,7 @@ fn read_versions(tx: &mut Tx<'_>, manifests: &[ManifestRecord]) -> Result<BTreeM
     let mut read = Vec::new();
     query_in(
         &mut **tx,
-        "SELECT carrier, numbers_version FROM tracking_numbers_recent_counts WHERE carrier IN ($keys)",
+        "SELECT carrier, numbers_version FROM tracking_versions WHERE carrier IN ($keys)",
         &[],
         &carriers,
         &mut |r| {
@@ -150,115 +156,6 @@ fn read_versions(tx: &mut Tx<'_>, manifests: &[ManifestRecord]) -> Result<BTreeM
     )?;
     versions.extend(read);
     Ok(versions)
-}
-
-/// Rows of one carrier in `tracking_numbers_recent` past which a move of them into
-/// `tracking_numbers` starts. Larger means fewer moves, each changing up to every page of the
-/// carrier's part of the large table once, but a larger small table: it should stay small next
-/// to a batch (~3.6 MB per 65,536 rows), or its own random insertions cost what the large
-/// table's did.
-pub(super) const RECENT_TRACKING_ROWS: i64 = 1 << 16;
-
-/// A move goes a slice per batch, in key order: at least this share of the threshold (1,024
-/// rows), and at least twice what the batch added to the small table (so that moves outpace
-/// additions). Small slices keep the small batches of a moderate rate quick: 4,096-row slices
-/// added 8–19 ms to commits of 500–3,500 packages at half rate.
-const MOVE_SLICES: i64 = 64;
-
-/// A carrier's recent tracking numbers, after the batch's additions and removals.
-struct Recent<'b> {
-    carrier: &'b str,
-    rows: i64,
-    /// Where the rows a move under way has not moved yet start, by key (`None`: no move
-    /// under way).
-    moved_before: Option<(String, String)>,
-}
-
-/// Records the batch's change to each carrier's count of recent tracking numbers
-/// (`tracking_numbers_recent_counts`, see `migrations/0003_recent_tracking_counts.sql`), and
-/// moves a slice of one carrier's recent numbers into the large table, in key order: the next
-/// slice of a move under way, else the first of a carrier past the threshold. Under the batch's
-/// carrier locks, like every other read and write of a carrier's numbers.
-fn merge_recent_tracking_numbers(
-    tx: &mut Tx<'_>,
-    recent_rows: &BTreeMap<&str, RecentChange>,
-    merge_rows: i64,
-) -> Result<()> {
-    // One carrier per batch at most: carriers with similar traffic reach the threshold
-    // together, and moving them all in one transaction makes one long commit and a peak of
-    // memory. A carrier not served now is served by a later batch that adds to it.
-    let mut chosen: Option<Recent<'_>> = None;
-    let rank = |r: &Recent<'_>| (r.moved_before.is_some(), r.rows);
-    for (&carrier, change) in recent_rows.iter().filter(|(_, c)| c.rows != 0 || c.added > 0) {
-        let bump = i64::from(change.added > 0);
-        let (rows, tracking, manifest) = tx
-            .first(
-                "INSERT INTO tracking_numbers_recent_counts (carrier, recent_rows, numbers_version) VALUES ($1, $2, $3)
-                 ON CONFLICT (carrier) DO UPDATE
-                 SET recent_rows = tracking_numbers_recent_counts.recent_rows + excluded.recent_rows,
-                     numbers_version = tracking_numbers_recent_counts.numbers_version + excluded.numbers_version
-                 RETURNING recent_rows, moved_before_tracking_number, moved_before_manifest_id",
-                args![carrier, change.rows, bump],
-                |r| Ok((r.int(0)?, r.opt_text(1)?, r.opt_text(2)?)),
-            )?
-            .context("the count of recent tracking numbers returned no row")?;
-        let recent = Recent {
-            carrier,
-            rows,
-            moved_before: tracking.zip(manifest),
-        };
-        let due = recent.moved_before.is_some() || recent.rows >= merge_rows;
-        if due && chosen.as_ref().is_none_or(|c| rank(&recent) > rank(c)) {
-            chosen = Some(recent);
-        }
-    }
-    let Some(recent) = chosen else {
-        return Ok(());
-    };
-    let added: i64 = recent_rows.values().map(|c| c.added).sum();
-    let slice = (merge_rows / MOVE_SLICES).max(2 * added).max(1);
-    // A move that has moved nothing yet starts before every key (keys are never empty).
-    let (from_tracking, from_manifest) = recent.moved_before.unwrap_or_default();
-    // The first key after the slice; none when the slice takes every row left.
-    let end = tx.first(
-        "SELECT tracking_number, manifest_id FROM tracking_numbers_recent
-         WHERE carrier = $1 AND (tracking_number, manifest_id) >= ($2, $3)
-         ORDER BY tracking_number, manifest_id LIMIT 1 OFFSET $4",
-        args![recent.carrier, &from_tracking, &from_manifest, slice],
-        |r| Ok((r.text(0)?, r.text(1)?)),
-    )?;
-    // The slice's rows: from the move's position, and before `end` when there is one.
-    let (slice_rows, range) = match &end {
-        Some((to_tracking, to_manifest)) => (
-            "carrier = $1 AND (tracking_number, manifest_id) >= ($2, $3) AND (tracking_number, manifest_id) < ($4, $5)",
-            args![recent.carrier, &from_tracking, &from_manifest, to_tracking, to_manifest],
-        ),
-        None => (
-            "carrier = $1 AND (tracking_number, manifest_id) >= ($2, $3)",
-            args![recent.carrier, &from_tracking, &from_manifest],
-        ),
-    };
-    let moved = tx.execute(
-        &format!(
-            "INSERT INTO tracking_numbers (carrier, tracking_number, manifest_id, arrival_date)
-             SELECT carrier, tracking_number, manifest_id, arrival_date FROM tracking_numbers_recent
-             WHERE {slice_rows} ORDER BY carrier, tracking_number, manifest_id"
-        ),
-        range,
-    )?;
-    tx.execute(
-        &format!("DELETE FROM tracking_numbers_recent WHERE {slice_rows}"),
-        range,
-    )?;
-    // The next slice starts at `end`; without one, the move is over.
-    let (to_tracking, to_manifest) = end.unzip();
-    tx.execute(
-        "UPDATE tracking_numbers_recent_counts
-         SET recent_rows = recent_rows - $2, moved_before_tracking_number = $3, moved_before_manifest_id = $4
-         WHERE carrier = $1",
-        args![recent.carrier, moved as i64, &to_tracking, &to_manifest],
-    )?;
-    Ok(())
 }
 
 /// The compare of the offsets' compare-and-set: locks each partition's offset row, in topic and
@@ -336,12 +233,6 @@ pub(super) static MANIFEST_MONTHS: Insert = Insert::new(
     "ON CONFLICT (carrier, month, manifest_id) DO NOTHING",
 );
 
-pub(super) static TRACKING_NUMBERS: Insert = Insert::new(
-    "tracking_numbers_recent (carrier, tracking_number, manifest_id, arrival_date)",
-    4,
-    "",
-);
-
 /// A replayed package may be rejected again under the index it had.
 static REJECTED_PACKAGES: Insert = Insert::new(
     "rejected_packages (carrier, manifest_id, package_index, tracking_number, month, code)",
@@ -350,26 +241,15 @@ static REJECTED_PACKAGES: Insert = Insert::new(
         tracking_number = excluded.tracking_number, code = excluded.code",
 );
 
-/// Rows of the batch waiting for their multi-row INSERTs. Within one flush every row has its
-/// own key: a manifest's packages have distinct indexes and tracking numbers, and a manifest
-/// that comes back in the batch flushes what waits before it removes its earlier rows.
+/// Rejected packages waiting for their multi-row INSERT. Within one flush every row has its own
+/// key: a manifest's packages have distinct indexes, and a manifest that comes back in the batch
+/// flushes what waits before it removes its earlier rows.
 struct NewRows<'a> {
-    /// Carrier, tracking number, manifest id, arrival date: inserted in key order, so that
-    /// successive insertions go down the same B-tree path (about a third cheaper than in batch
-    /// order, which is random).
-    tracking: Vec<(&'a str, &'a str, &'a str, &'a str)>,
     rejected: Pending<'a>,
 }
 
 impl NewRows<'_> {
     fn flush(&mut self, tx: &mut Tx<'_>) -> Result<()> {
-        self.tracking.sort_unstable();
-        let mut tracking = Pending::new(&TRACKING_NUMBERS);
-        for &(carrier, number, manifest_id, arrival) in &self.tracking {
-            tracking.push(args![carrier, number, manifest_id, arrival]);
-        }
-        self.tracking.clear();
-        tracking.flush(&mut **tx)?;
         self.rejected.flush(&mut **tx)
     }
 }
@@ -494,8 +374,10 @@ struct CarrierKeys<'a> {
 }
 
 /// Reads what the store holds of the batch's manifests and of its accepted tracking numbers:
-/// of the numbers, only those a carrier's filter may hold, when the filter is complete (see
-/// `filter.rs`); a carrier without a filter gets one built here, from the store, under its lock.
+/// of the numbers, only those a carrier's filter may hold (see `filter.rs`); a carrier without a
+/// filter gets one built here, from the store, under its lock, and a filter behind the store
+/// catches up. Of the entries the runs hold, only those whose manifest still holds the package
+/// count (see `runs.rs`: an amendment leaves the entries of the packages it removes).
 fn read_held(
     tx: &mut Tx<'_>,
     filters: &mut Filters,
@@ -532,57 +414,63 @@ fn read_held(
             },
         )?;
         let version = versions[*carrier];
-        if filters.check(carrier, version) == (Check::Store { rebuild: true }) {
-            rebuild_filter(tx, filters, carrier, version)?;
+        match filters.check(carrier, version) {
+            Check::Filter | Check::Store { rebuild: false } => {}
+            Check::Store { rebuild: true } => {
+                let count = runs::count(tx, carrier)?;
+                filters.rebuild(carrier, version, count as usize, |add| {
+                    runs::numbers(tx, carrier, -1, add)
+                })?;
+            }
+            Check::CatchUp { since } => {
+                filters.catch_up(carrier, version, |add| runs::numbers(tx, carrier, since, add))?;
+            }
         }
         let tracking = filters.maybe_held(carrier, version, keys.tracking_numbers.iter().copied());
-        if tracking.is_empty() {
+        let mut found: BTreeSet<(String, String, String)> = BTreeSet::new();
+        runs::lookup(tx, carrier, &tracking, &mut |e| {
+            found.insert((
+                e.manifest_id.to_string(),
+                e.tracking_number.to_string(),
+                e.arrival_date.to_string(),
+            ));
+        })?;
+        if found.is_empty() {
             continue;
         }
-        for sql in [
-            "SELECT tracking_number, manifest_id, arrival_date FROM tracking_numbers
-             WHERE carrier = $1 AND tracking_number IN ($keys)",
-            "SELECT tracking_number, manifest_id, arrival_date FROM tracking_numbers_recent
-             WHERE carrier = $1 AND tracking_number IN ($keys)",
-        ] {
-            query_in(&mut **tx, sql, args![*carrier], &tracking, &mut |r| {
+        // The packages the found entries' manifests hold now.
+        let ids: BTreeSet<&str> = found.iter().map(|(id, _, _)| id.as_str()).collect();
+        let ids: Vec<&str> = ids.into_iter().collect();
+        let mut live: AHashSet<(String, String, String)> = AHashSet::new();
+        query_in(
+            &mut **tx,
+            "SELECT manifest_id, contribution FROM manifests WHERE carrier = $1 AND manifest_id IN ($keys)",
+            args![*carrier],
+            &ids,
+            &mut |r| {
+                let id = r.text(0)?;
+                for p in packed::packages(&r.text(1)?) {
+                    let p = p?;
+                    live.insert((id.clone(), p.tracking_number.to_string(), p.arrival_date.to_string()));
+                }
+                Ok(())
+            },
+        )?;
+        for (manifest_id, tracking_number, arrival_date) in found {
+            if live.contains(&(manifest_id.clone(), tracking_number.clone(), arrival_date.clone())) {
                 held.packages.push(HeldPackage {
                     carrier: carrier.to_string(),
-                    tracking_number: r.text(0)?,
-                    manifest_id: r.text(1)?,
-                    arrival_date: r.text(2)?,
+                    tracking_number,
+                    manifest_id,
+                    arrival_date,
                 });
-                Ok(())
-            })?;
+            }
         }
     }
     // The earliest other manifest is the one a duplicate's dead letter names.
     held.packages
         .sort_by(|a, b| (&a.arrival_date, &a.manifest_id).cmp(&(&b.arrival_date, &b.manifest_id)));
     Ok(held)
-}
-
-/// Builds `carrier`'s filter from every tracking number the store holds of it.
-fn rebuild_filter(tx: &mut Tx<'_>, filters: &mut Filters, carrier: &str, version: i64) -> Result<()> {
-    let mut count = 0;
-    for sql in [
-        "SELECT COUNT(*) FROM tracking_numbers WHERE carrier = $1",
-        "SELECT COUNT(*) FROM tracking_numbers_recent WHERE carrier = $1",
-    ] {
-        count += tx.first(sql, args![carrier], |r| r.int(0))?.unwrap_or(0);
-    }
-    filters.rebuild(carrier, version, count as usize, |add| {
-        for sql in [
-            "SELECT tracking_number FROM tracking_numbers WHERE carrier = $1",
-            "SELECT tracking_number FROM tracking_numbers_recent WHERE carrier = $1",
-        ] {
-            tx.query(sql, args![carrier], &mut |r| {
-                add(&r.text(0)?);
-                Ok(())
-            })?;
-        }
-        Ok(())
-    })
 }
 
 /// A manifest the batch writes: its row as the batch leaves it.
@@ -601,17 +489,8 @@ struct Written<'b> {
 struct Changes<'b> {
     /// The change to the totals.
     deltas: BTreeMap<TotalsKey, Delta>,
-    /// The change to each carrier's rows in `tracking_numbers_recent`.
-    recent_rows: BTreeMap<&'b str, RecentChange>,
-}
-
-/// What a batch did to one carrier's rows in `tracking_numbers_recent`.
-#[derive(Default, Clone, Copy)]
-struct RecentChange {
-    /// Rows added less rows removed.
-    rows: i64,
-    /// Rows added (accepted tracking numbers).
-    added: i64,
+    /// Each carrier's accepted tracking numbers, for its new run (`runs.rs`).
+    added: BTreeMap<&'b str, Vec<Entry<'b>>>,
 }
 
 /// Writes the batch as planned, in batch order: replaces the earlier contribution of a manifest
@@ -621,13 +500,12 @@ struct RecentChange {
 fn write_manifests<'b>(
     tx: &mut Tx<'_>,
     manifests: &'b [ManifestRecord],
-    arrivals: &[String],
+    arrivals: &'b [String],
     mut held: HashMap<(String, String), HeldManifest>,
 ) -> Result<Changes<'b>> {
     let mut deltas = BTreeMap::new();
-    let mut recent_rows: BTreeMap<&str, RecentChange> = BTreeMap::new();
+    let mut added_numbers: BTreeMap<&str, Vec<Entry<'_>>> = BTreeMap::new();
     let mut rows = NewRows {
-        tracking: Vec::new(),
         rejected: Pending::new(&REJECTED_PACKAGES),
     };
     // In first-seen order, so that the statements are the same from one run to the next.
@@ -656,8 +534,7 @@ fn write_manifests<'b>(
                 // The removal reads and deletes what earlier manifests of the batch wrote.
                 rows.flush(tx)?;
                 let w = &mut written[i];
-                let removed = remove_contribution(tx, m, w, &mut deltas)?;
-                recent_rows.entry(&m.carrier).or_default().rows -= removed;
+                remove_contribution(tx, m, w, &mut deltas)?;
                 w
             }
             None => written.last_mut().expect("just pushed"),
@@ -680,7 +557,11 @@ fn write_manifests<'b>(
         for p in &m.packages {
             if let (Some(acc), Some(tracking)) = (&p.accepted, &p.tracking_number) {
                 packed::push_package(&mut w.contribution, tracking, &at, acc)?;
-                rows.tracking.push((&m.carrier, tracking, &m.manifest_id, arrival));
+                added_numbers.entry(&m.carrier).or_default().push(Entry {
+                    tracking_number: tracking,
+                    manifest_id: &m.manifest_id,
+                    arrival_date: arrival,
+                });
                 accepted += 1;
                 let package = Delta {
                     packages: 1,
@@ -711,9 +592,6 @@ fn write_manifests<'b>(
             }
         }
         if accepted > 0 {
-            let change = recent_rows.entry(&m.carrier).or_default();
-            change.rows += accepted;
-            change.added += accepted;
             months.insert((&m.carrier, &m.month, &m.manifest_id));
         }
         for &((regime, method), d) in added.iter() {
@@ -754,25 +632,26 @@ fn write_manifests<'b>(
         manifest_months.push(args![carrier, month, id]);
     }
     manifest_months.flush(&mut **tx)?;
-    Ok(Changes { deltas, recent_rows })
+    Ok(Changes {
+        deltas,
+        added: added_numbers,
+    })
 }
 
 /// Removes what a manifest seen before contributes, before its new version `m` is written: all
 /// of it, or for a dead-letter replay only the replayed tracking numbers. Takes the packages out
-/// of the contribution and of the totals, and deletes their tracking numbers and the
-/// manifest's rejected packages. Returns how many tracking numbers it deleted from
-/// `tracking_numbers_recent`.
+/// of the contribution and of the totals, and deletes the manifest's rejected packages. (Their
+/// tracking numbers' entries stay in the runs, where they no longer count: `read_held`.)
 fn remove_contribution(
     tx: &mut Tx<'_>,
     m: &ManifestRecord,
     w: &mut Written<'_>,
     deltas: &mut BTreeMap<TotalsKey, Delta>,
-) -> Result<i64> {
+) -> Result<()> {
     let replayed: Option<HashSet<&str>> = m
         .replay
         .then(|| m.packages.iter().filter_map(|p| p.tracking_number.as_deref()).collect());
     let mut kept = String::with_capacity(if replayed.is_some() { w.contribution.len() } else { 0 });
-    let mut removed: Vec<String> = Vec::new();
     for (line, p) in w.contribution.lines().zip(packed::packages(&w.contribution)) {
         let p = p?;
         if replayed.as_ref().is_some_and(|r| !r.contains(p.tracking_number)) {
@@ -794,32 +673,8 @@ fn remove_contribution(
             fees: p.fees_cents,
         };
         deltas.entry(key).or_default().add(-1, d);
-        removed.push(p.tracking_number.to_string());
     }
     w.contribution = kept;
-    let removed: Vec<&str> = removed.iter().map(String::as_str).collect();
-    // Rows deleted from `tracking_numbers_recent` (its count is kept per carrier).
-    let mut deleted = 0;
-    if !removed.is_empty() {
-        query_in(
-            &mut **tx,
-            "DELETE FROM tracking_numbers WHERE carrier = $1 AND manifest_id = $2 AND tracking_number IN ($keys)",
-            args![&m.carrier, &m.manifest_id],
-            &removed,
-            &mut |_| Ok(()),
-        )?;
-        query_in(
-            &mut **tx,
-            "DELETE FROM tracking_numbers_recent WHERE carrier = $1 AND manifest_id = $2 AND tracking_number IN ($keys)
-             RETURNING tracking_number",
-            args![&m.carrier, &m.manifest_id],
-            &removed,
-            &mut |_| {
-                deleted += 1;
-                Ok(())
-            },
-        )?;
-    }
     match &replayed {
         Some(r) => {
             let replayed: Vec<&str> = r.iter().copied().collect();
@@ -840,5 +695,5 @@ fn remove_contribution(
             )?;
         }
     }
-    Ok(deleted)
+    Ok(())
 }

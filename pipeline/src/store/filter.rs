@@ -1,21 +1,25 @@
 //! Which tracking numbers a carrier certainly does not have in the store: a Bloom filter per
 //! carrier, kept in memory by the process that commits, so that the 12-month duplicate check
 //! reads the store only for the numbers the filter may hold (171 of 100,000 absent numbers in
-//! the unit test below), instead of two B-tree searches per accepted package.
+//! the unit test below), instead of searching every run of the carrier for every number.
 //!
-//! A filter is a cache of the store, trusted only while it is complete. Every batch that adds
-//! tracking numbers of a carrier bumps that carrier's `numbers_version` in the store
-//! (`tracking_numbers_recent_counts`), in its transaction, under the carrier's lock. A filter
-//! records the version it is complete for; the plan of a batch reads the carrier's version under
-//! the lock, and uses the filter only when the two agree. A process without a filter of the
-//! carrier builds it from the carrier's stored numbers, under the lock, and uses it at once; a
-//! carrier whose version moves under another process is read from the store for every number
-//! from then on (see `Filters::check`). Numbers an amendment removes stay in the filter: it may
-//! only say "maybe" too often, never "no" wrongly.
+//! A filter is a cache of the store, trusted only while it is complete. Every run of a carrier's
+//! numbers written to the store bumps the carrier's `numbers_version` (`tracking_versions`), in
+//! its transaction, under the carrier's lock, and takes that version as its id (`runs.rs`). A
+//! filter records the version it is complete for; the plan of a batch reads the carrier's version
+//! under the lock and:
+//! - uses the filter when the two agree;
+//! - when the store is ahead (another process committed numbers of the carrier), first adds the
+//!   numbers of the runs that hold numbers newer than the filter (`newest_source`), then uses it;
+//! - without a filter, builds it from every run of the carrier, and uses it at once.
+//!
+//! Numbers an amendment removes stay in the filter: it may only say "maybe" too often, never
+//! "no" wrongly.
 //!
 //! Memory is bounded by [`MAX_BYTES`] over all carriers (at least 12 bits per number, 16 once the
 //! blocks round up to a power of two, and parts that double may be half empty: 17–34 MB per 10 M
-//! numbers); a carrier whose filter would pass it is read from the store from then on.
+//! numbers); a carrier whose filter would pass it is searched in the store for every number from
+//! then on.
 
 use std::collections::HashMap;
 
@@ -120,9 +124,36 @@ impl Default for Filters {
 pub(super) enum Check {
     /// Only the numbers [`Filters::maybe_held`] passes need reading.
     Filter,
+    /// The filter is complete for version `since`, older than the store's: the plan adds the
+    /// numbers of the runs newer than that ([`Filters::catch_up`]), then uses it.
+    CatchUp { since: i64 },
     /// Every number needs reading; with `rebuild`, the plan then builds the carrier's filter
     /// from the store ([`Filters::rebuild`]).
     Store { rebuild: bool },
+}
+
+impl CarrierFilter {
+    /// Adds numbers, growing by a part twice the last when the last is full; returns the bytes
+    /// it grew by.
+    fn insert<'n>(&mut self, numbers: impl Iterator<Item = &'n str>) -> usize {
+        let mut grown = 0;
+        for t in numbers {
+            grown += self.insert_one(t);
+        }
+        grown
+    }
+
+    fn insert_one(&mut self, t: &str) -> usize {
+        let last = self.parts.last().expect("a filter has a part");
+        let mut grown = 0;
+        if last.keys >= last.capacity {
+            let part = Part::new(last.capacity * 2);
+            grown = part.bytes();
+            self.parts.push(part);
+        }
+        self.parts.last_mut().expect("a filter has a part").insert(hash(t));
+        grown
+    }
 }
 
 impl Filters {
@@ -130,11 +161,11 @@ impl Filters {
     pub(super) fn check(&mut self, carrier: &str, version: i64) -> Check {
         match self.carriers.get(carrier) {
             Some(Known::Filter(f)) if f.version == version => Check::Filter,
+            Some(Known::Filter(f)) if f.version < version => Check::CatchUp { since: f.version },
             Some(Known::Filter(_)) => {
-                // Stale: another process commits this carrier's numbers.
+                // The store is behind the filter: not the store it was built from.
                 self.forget(carrier);
-                self.carriers.insert(carrier.to_string(), Known::StoreOnly);
-                Check::Store { rebuild: false }
+                Check::Store { rebuild: true }
             }
             Some(Known::StoreOnly) => Check::Store { rebuild: false },
             None => Check::Store { rebuild: true },
@@ -180,30 +211,48 @@ impl Filters {
         Ok(())
     }
 
-    /// After a batch committed with `added` numbers of `carrier` more: a batch that adds numbers
-    /// bumps the carrier's version by one (under the carrier's lock, so from `planned`, the
-    /// version it read). Only a filter that was complete for `planned` is kept up.
-    pub(super) fn committed<'n>(&mut self, carrier: &str, planned: i64, added: impl Iterator<Item = &'n str>) {
+    /// Brings `carrier`'s filter from the version it is complete for up to `version`: `fill`
+    /// hands over the numbers of every run newer than the filter.
+    pub(super) fn catch_up(
+        &mut self,
+        carrier: &str,
+        version: i64,
+        fill: impl FnOnce(&mut dyn FnMut(&str)) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let Some(Known::Filter(f)) = self.carriers.get_mut(carrier) else {
+            return Ok(());
+        };
+        let mut grown = 0;
+        fill(&mut |t| grown += f.insert_one(t))?;
+        f.version = version;
+        self.grew(carrier, grown);
+        Ok(())
+    }
+
+    /// After a batch committed with `added` numbers of `carrier` more, which took the carrier's
+    /// version from `planned` (read under its lock) to `version`. Only a filter that was complete
+    /// for `planned` is kept up.
+    pub(super) fn committed<'n>(
+        &mut self,
+        carrier: &str,
+        planned: i64,
+        version: i64,
+        added: impl Iterator<Item = &'n str>,
+    ) {
         let Some(Known::Filter(f)) = self.carriers.get_mut(carrier) else {
             return;
         };
         if f.version != planned {
             return;
         }
-        let mut added = added.peekable();
-        let version = planned + i64::from(added.peek().is_some());
-        let mut grown = 0;
-        for t in added {
-            let last = f.parts.last().expect("a filter has a part");
-            if last.keys >= last.capacity {
-                let part = Part::new(last.capacity * 2);
-                grown += part.bytes();
-                f.parts.push(part);
-            }
-            f.parts.last_mut().expect("a filter has a part").insert(hash(t));
-        }
+        let grown = f.insert(added);
         f.version = version;
-        self.bytes += grown;
+        self.grew(carrier, grown);
+    }
+
+    /// Counts what `carrier`'s filter grew by; past the bound, the carrier is read from the store.
+    fn grew(&mut self, carrier: &str, bytes: usize) {
+        self.bytes += bytes;
         if self.bytes > self.max_bytes {
             self.forget(carrier);
             self.carriers.insert(carrier.to_string(), Known::StoreOnly);
@@ -252,7 +301,7 @@ mod tests {
         assert_eq!(filters.check("LH", 3), Check::Filter);
         // Grown past its first part by later batches.
         let added: Vec<String> = (50_000..200_000).map(number).collect();
-        filters.committed("LH", 3, added.iter().map(String::as_str));
+        filters.committed("LH", 3, 4, added.iter().map(String::as_str));
         assert_eq!(filters.check("LH", 4), Check::Filter);
         let held: Vec<String> = (0..200_000).map(number).collect();
         assert_eq!(
@@ -265,21 +314,30 @@ mod tests {
     }
 
     #[test]
-    fn a_filter_is_trusted_only_at_its_version() {
+    fn a_filter_is_trusted_only_at_its_version_and_catches_up() {
         let mut filters = Filters::default();
         assert_eq!(filters.check("LH", 0), Check::Store { rebuild: true });
         filters.rebuild("LH", 0, 0, |_| Ok(())).unwrap();
         assert_eq!(filters.check("LH", 0), Check::Filter);
         // A batch planned at another version does not move the filter.
-        filters.committed("LH", 5, ["RR000000001DE"].into_iter());
+        filters.committed("LH", 5, 6, ["RR000000001DE"].into_iter());
         assert_eq!(filters.check("LH", 0), Check::Filter);
-        // Another process moved the version: the store is read for good, and no rebuild.
-        assert_eq!(filters.check("LH", 2), Check::Store { rebuild: false });
-        assert_eq!(filters.check("LH", 2), Check::Store { rebuild: false });
+        assert!(filters.maybe_held("LH", 0, ["RR000000001DE"].into_iter()).is_empty());
+        // Another process moved the version: the filter catches up from its own.
+        assert_eq!(filters.check("LH", 2), Check::CatchUp { since: 0 });
+        filters
+            .catch_up("LH", 2, |add| {
+                add("RR000000002DE");
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(filters.check("LH", 2), Check::Filter);
         assert_eq!(
-            filters.maybe_held("LH", 2, ["RR000000001DE"].into_iter()),
-            ["RR000000001DE"]
+            filters.maybe_held("LH", 2, ["RR000000002DE"].into_iter()),
+            ["RR000000002DE"]
         );
+        // A store behind the filter is not the one it was built from: rebuilt.
+        assert_eq!(filters.check("LH", 1), Check::Store { rebuild: true });
         assert_eq!(filters.bytes, 0);
     }
 
@@ -292,7 +350,7 @@ mod tests {
         filters.rebuild("LH", 0, 10, |_| Ok(())).unwrap();
         // Three times the first part's numbers: a second part of twice its size passes the bound.
         let added: Vec<String> = (0..3 * FIRST_CAPACITY as u32).map(number).collect();
-        filters.committed("LH", 0, added.iter().map(String::as_str));
+        filters.committed("LH", 0, 1, added.iter().map(String::as_str));
         assert_eq!(filters.check("LH", 1), Check::Store { rebuild: false });
         assert_eq!(filters.bytes, 0);
         // Too large from the start.

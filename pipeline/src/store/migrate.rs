@@ -4,10 +4,12 @@
 //! packs version 1's rows).
 
 use super::backend::{args, lock_key, Backend, Tx};
+use super::bulk::Insert;
 use super::bulk::Pending;
-use super::commit::{method_name, MANIFEST_MONTHS, TRACKING_NUMBERS};
+use super::commit::{method_name, MANIFEST_MONTHS};
 use super::packed::{self, Arrival};
 use super::records::{AcceptedRecord, LineRecord};
+use super::runs;
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -34,7 +36,19 @@ const MIGRATIONS: &[(i64, &str, Option<Step>)] = &[
         include_str!("../../migrations/0003_recent_tracking_counts.sql"),
         None,
     ),
+    (
+        4,
+        include_str!("../../migrations/0004_tracking_runs.sql"),
+        Some(tracking_numbers_into_runs),
+    ),
 ];
+
+/// Version 2's accepted tracking numbers (until version 4).
+static TRACKING_NUMBERS: Insert = Insert::new(
+    "tracking_numbers_recent (carrier, tracking_number, manifest_id, arrival_date)",
+    4,
+    "",
+);
 
 /// Applies pending migrations, one process at a time.
 pub(super) fn migrate(conn: &mut dyn Backend, dialect: Dialect) -> Result<()> {
@@ -175,4 +189,36 @@ fn pack_version_1_rows(tx: &mut Tx<'_>) -> Result<()> {
         )?;
     }
     tx.execute_script("DROP TABLE item_lines; DROP TABLE packages;")
+}
+
+/// Version 4: each carrier's tracking numbers of version 3 (both tables) become one run of the
+/// carrier, then the tables go. Holds one carrier's numbers in memory while it runs.
+fn tracking_numbers_into_runs(tx: &mut Tx<'_>) -> Result<()> {
+    let carriers = tx.rows(
+        "SELECT carrier FROM tracking_numbers UNION SELECT carrier FROM tracking_numbers_recent ORDER BY 1",
+        &[],
+        |r| r.text(0),
+    )?;
+    for carrier in &carriers {
+        let rows = tx.rows(
+            "SELECT tracking_number, manifest_id, arrival_date FROM tracking_numbers WHERE carrier = $1
+             UNION ALL
+             SELECT tracking_number, manifest_id, arrival_date FROM tracking_numbers_recent WHERE carrier = $1",
+            args![carrier],
+            |r| Ok((r.text(0)?, r.text(1)?, r.text(2)?)),
+        )?;
+        let entries = rows
+            .iter()
+            .map(|(tracking_number, manifest_id, arrival_date)| runs::Entry {
+                tracking_number,
+                manifest_id,
+                arrival_date,
+            })
+            .collect();
+        // A fan-in no level reaches: one run, whatever its size.
+        runs::add(tx, carrier, entries, usize::MAX)?;
+    }
+    tx.execute_script(
+        "DROP TABLE tracking_numbers; DROP TABLE tracking_numbers_recent; DROP TABLE tracking_numbers_recent_counts;",
+    )
 }

@@ -22,12 +22,14 @@ mod migrate;
 mod packed;
 mod postgres;
 mod records;
+mod runs;
 mod sqlite;
 
 pub use records::{
     AcceptedRecord, CommitOutcome, LineRecord, ManifestRecord, PackageRecord, PartitionRange, StoreRejection,
     TotalsRow, WorksheetLine,
 };
+pub use runs::RunInfo;
 
 use anyhow::{bail, Result};
 use backend::{args, Backend};
@@ -39,8 +41,8 @@ use std::path::{Path, PathBuf};
 pub struct Store {
     /// Reads take `&self` but a PostgreSQL client needs `&mut` for every statement.
     conn: RefCell<Box<dyn Backend>>,
-    /// See [`Store::set_tracking_merge_rows`].
-    merge_rows: i64,
+    /// See [`Store::set_tracking_fan_in`].
+    fan_in: usize,
     /// Which tracking numbers each carrier certainly does not have (`filter.rs`).
     filters: filter::Filters,
 }
@@ -98,7 +100,7 @@ impl Store {
         migrate::migrate(conn.as_mut(), dialect)?;
         Ok(Store {
             conn: RefCell::new(conn),
-            merge_rows: commit::RECENT_TRACKING_ROWS,
+            fan_in: runs::FAN_IN,
             filters: filter::Filters::default(),
         })
     }
@@ -150,7 +152,7 @@ impl Store {
     ) -> Result<CommitOutcome> {
         commit::commit_batch(
             self.conn.get_mut().as_mut(),
-            self.merge_rows,
+            self.fan_in,
             &mut self.filters,
             group,
             ranges,
@@ -160,31 +162,19 @@ impl Store {
         )
     }
 
-    /// How many recent tracking numbers of a carrier a batch lets accumulate before it moves them
-    /// into the large table (see `migrations/0002_packed_contributions.sql`). Tests lower it to
-    /// exercise the move; the default suits production.
+    /// How many runs of tracking numbers of one level a carrier holds before a batch merges
+    /// them (see `runs.rs`). Tests lower it to exercise merges; the default suits production.
     #[doc(hidden)]
-    pub fn set_tracking_merge_rows(&mut self, rows: i64) {
-        self.merge_rows = rows.max(1);
+    pub fn set_tracking_fan_in(&mut self, runs: usize) {
+        self.fan_in = runs.max(2);
     }
 
-    /// Per carrier: its rows in `tracking_numbers_recent` as the batches counted them
-    /// (`tracking_numbers_recent_counts`), and as the table holds them. Tests check that the
-    /// two agree.
+    /// A carrier's runs of tracking numbers, by level and age. For tests.
     #[doc(hidden)]
-    pub fn recent_tracking_rows(&self) -> Result<Vec<(String, i64, i64)>> {
-        self.conn.borrow_mut().rows(
-            "SELECT c.carrier, c.recent_rows,
-                    (SELECT COUNT(*) FROM tracking_numbers_recent r WHERE r.carrier = c.carrier)
-             FROM tracking_numbers_recent_counts c
-             UNION ALL
-             SELECT r.carrier, 0, COUNT(*) FROM tracking_numbers_recent r
-             WHERE NOT EXISTS (SELECT 1 FROM tracking_numbers_recent_counts c WHERE c.carrier = r.carrier)
-             GROUP BY r.carrier
-             ORDER BY 1",
-            &[],
-            |r| Ok((r.text(0)?, r.int(1)?, r.int(2)?)),
-        )
+    pub fn tracking_runs(&self, carrier: &str) -> Result<Vec<RunInfo>> {
+        let mut conn = self.conn.borrow_mut();
+        let mut tx = backend::Tx::begin(conn.as_mut())?;
+        runs::runs(&mut tx, carrier)
     }
 
     /// Monthly totals, with the rejected-package count of each carrier and month.

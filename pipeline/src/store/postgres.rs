@@ -214,10 +214,6 @@ impl Row for postgres::Row {
     fn text(&self, col: usize) -> Result<String> {
         Ok(self.try_get(col)?)
     }
-
-    fn opt_text(&self, col: usize) -> Result<Option<String>> {
-        Ok(self.try_get(col)?)
-    }
 }
 
 fn sql_params<'a>(params: &'a [Value<'_>]) -> Vec<&'a (dyn ToSql + Sync)> {

@@ -311,10 +311,6 @@ impl Row for rusqlite::Row<'_> {
     fn text(&self, col: usize) -> Result<String> {
         Ok(self.get(col)?)
     }
-
-    fn opt_text(&self, col: usize) -> Result<Option<String>> {
-        Ok(self.get(col)?)
-    }
 }
 
 /// SQLite reads `$N` as a *named* parameter, numbered in the order names first appear, but
