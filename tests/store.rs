@@ -927,6 +927,61 @@ fn tracking_runs_of_many_chunks_merge_and_are_searched(url: &StoreUrl) {
     assert_eq!(levels(&store), [(0, 2), (1, 800)]);
 }
 
+/// A merge larger than a batch's slice goes a slice per batch: the merged runs count until it
+/// ends, a reuse is found wherever the merge stands, and it ends with one run holding them all.
+fn a_merge_goes_a_slice_per_batch(url: &StoreUrl) {
+    let mut store = Store::open(url).unwrap();
+    store.set_tracking_fan_in(2);
+    store.set_tracking_merge_slice(100);
+    let number = |n: u32| format!("RR{n:09}DE");
+    let mut next = 0;
+    let mut batch = |store: &mut Store, manifests: Vec<ManifestRecord>| {
+        let n = manifests.len() as i64;
+        let expected = if next == 0 { -1 } else { next };
+        let (outcome, published) = commit(store, &[range(0, expected, next + n)], manifests);
+        assert_eq!(outcome, CommitOutcome::Committed);
+        next += n;
+        let rejections = published.unwrap().rejections;
+        rejections.into_iter().map(|r| r.other_manifest_id).collect::<Vec<_>>()
+    };
+    let one = |id: &str, day: u32, n: u32| single("LH", id, &format!("2026-03-{day:02}"), &number(n), 500);
+    // 400 even numbers, then number 1: the two runs start a merge of 401 entries, of which this
+    // batch writes 100 (numbers 0 to 196).
+    let evens = (0..400).map(|i| accepted(&number(2 * i), &[1000])).collect();
+    batch(&mut store, vec![manifest("LH", "LH-1", "2026-03-02", evens)]);
+    assert!(batch(&mut store, vec![one("LH-2", 3, 1)]).is_empty());
+    assert_eq!(levels(&store), [(0, 400), (0, 1)]);
+    // Each batch reuses a number the merge has written and one it has not, and adds one: the
+    // merge goes 100 entries on each time, and the batch's own run waits at level 0.
+    for (day, written, ahead) in [(4, 10, 700), (5, 1, 798), (6, 300, 700)] {
+        let others = batch(
+            &mut store,
+            vec![
+                one(&format!("LH-{day}a"), day, written),
+                one(&format!("LH-{day}b"), day, ahead),
+                one(&format!("LH-{day}c"), day, 1000 + day),
+            ],
+        );
+        let owner = |n: u32| if n % 2 == 0 { "LH-1" } else { "LH-2" };
+        assert_eq!(others, [owner(written), owner(ahead)], "day {day}");
+    }
+    // 400 of the 401 written: still under way.
+    assert_eq!(levels(&store), [(0, 400), (0, 1), (0, 1), (0, 1), (0, 1)]);
+    // The next batch ends it: one run of the 401; then the level-0 runs merge in their turn.
+    for day in 7..9 {
+        assert!(batch(&mut store, vec![one(&format!("LH-{day}"), day, 1000 + day)]).is_empty());
+    }
+    let runs = levels(&store);
+    assert!(runs.contains(&(1, 401)), "{runs:?}");
+    assert_eq!(runs.iter().map(|r| r.1).sum::<i64>(), 406, "{runs:?}");
+    // Every number counts once the merge is over.
+    let rejected = batch(
+        &mut store,
+        vec![one("LH-20", 20, 0), one("LH-21", 20, 1), one("LH-22", 20, 1004)],
+    );
+    assert_eq!(rejected, ["LH-1", "LH-2", "LH-4c"]);
+}
+
 /// Two processes commit numbers of the same carrier: the in-memory filter each keeps of the
 /// carrier's numbers goes stale when the other commits, and the duplicate check still finds
 /// every number the other accepted.
@@ -990,6 +1045,7 @@ battery!(
     a_version_1_store_is_migrated,
     merged_tracking_numbers_count_and_go_with_an_amendment,
     tracking_runs_of_many_chunks_merge_and_are_searched,
+    a_merge_goes_a_slice_per_batch,
     two_processes_committing_one_carrier_both_see_its_duplicates,
 );
 

@@ -34,6 +34,24 @@ CREATE TABLE tracking_run_chunks (
     PRIMARY KEY (carrier, run_id, first_number)
 );
 
+-- A merge of runs under way: it goes a slice per batch of the carrier (pipeline/src/store/runs.rs).
+-- The merged runs (`sources`, their ids space-separated, all of `level`) count until it ends; the
+-- run it writes (`run_id`, of the next level) has chunks but no `tracking_runs` row until then.
+-- `positions` says where the merge stands in each source (`^` not begun, `$` done, else the first
+-- number of the chunk it reads and the offset of its line there); `previous` is the last line it
+-- wrote, so that an entry in two runs is written once.
+CREATE TABLE tracking_merges (
+    carrier TEXT NOT NULL,
+    level INTEGER NOT NULL,
+    run_id BIGINT NOT NULL,
+    sources TEXT NOT NULL,
+    newest_source BIGINT NOT NULL,
+    positions TEXT NOT NULL,
+    previous TEXT NOT NULL,
+    entries BIGINT NOT NULL,
+    PRIMARY KEY (carrier, level)
+);
+
 -- Per carrier: bumped by every run written (a batch's, or a merge's), under the carrier's lock.
 CREATE TABLE tracking_versions (
     carrier TEXT PRIMARY KEY,

@@ -67,6 +67,7 @@ impl Decisions {
 pub(super) fn commit_batch(
     conn: &mut dyn Backend,
     fan_in: usize,
+    min_slice: usize,
     filters: &mut Filters,
     group: &str,
     ranges: &[PartitionRange],
@@ -106,10 +107,13 @@ pub(super) fn commit_batch(
             ]);
         }
         totals.flush(&mut *tx)?;
-        // Each carrier's accepted numbers as a run, and its version after (with a merge, if due).
+        // Each carrier's accepted numbers as a run, merges a slice on, and its version after.
         let mut versions = planned.clone();
         for (carrier, entries) in added {
-            versions.insert(carrier.to_string(), runs::add(&mut tx, carrier, entries, fan_in)?);
+            versions.insert(
+                carrier.to_string(),
+                runs::add(&mut tx, carrier, entries, fan_in, min_slice)?,
+            );
         }
         delivered()?;
         for r in ranges {

@@ -216,7 +216,7 @@ fn tracking_numbers_into_runs(tx: &mut Tx<'_>) -> Result<()> {
             })
             .collect();
         // A fan-in no level reaches: one run, whatever its size.
-        runs::add(tx, carrier, entries, usize::MAX)?;
+        runs::add(tx, carrier, entries, usize::MAX, runs::MIN_SLICE)?;
     }
     tx.execute_script(
         "DROP TABLE tracking_numbers; DROP TABLE tracking_numbers_recent; DROP TABLE tracking_numbers_recent_counts;",

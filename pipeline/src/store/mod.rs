@@ -43,6 +43,8 @@ pub struct Store {
     conn: RefCell<Box<dyn Backend>>,
     /// See [`Store::set_tracking_fan_in`].
     fan_in: usize,
+    /// See [`Store::set_tracking_merge_slice`].
+    min_slice: usize,
     /// Which tracking numbers each carrier certainly does not have (`filter.rs`).
     filters: filter::Filters,
 }
@@ -101,6 +103,7 @@ impl Store {
         Ok(Store {
             conn: RefCell::new(conn),
             fan_in: runs::FAN_IN,
+            min_slice: runs::MIN_SLICE,
             filters: filter::Filters::default(),
         })
     }
@@ -153,6 +156,7 @@ impl Store {
         commit::commit_batch(
             self.conn.get_mut().as_mut(),
             self.fan_in,
+            self.min_slice,
             &mut self.filters,
             group,
             ranges,
@@ -167,6 +171,13 @@ impl Store {
     #[doc(hidden)]
     pub fn set_tracking_fan_in(&mut self, runs: usize) {
         self.fan_in = runs.max(2);
+    }
+
+    /// The smallest slice of a merge of tracking-number runs a batch writes, in entries (see
+    /// `runs.rs`). Tests lower it to exercise merges over several batches.
+    #[doc(hidden)]
+    pub fn set_tracking_merge_slice(&mut self, entries: usize) {
+        self.min_slice = entries.max(1);
     }
 
     /// A carrier's runs of tracking numbers, by level and age. For tests.

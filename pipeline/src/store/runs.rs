@@ -3,15 +3,18 @@
 //! number (schema version 4, `migrations/0004_tracking_runs.sql`).
 //!
 //! - A batch writes one run per carrier it accepted numbers of, at level 0, in key order.
-//! - Once a carrier has [`FAN_IN`] runs of one level, the batch that made them so merges them
-//!   into one run of the next level, streaming a chunk at a time through each, so a merge holds
-//!   [`FAN_IN`] chunks in memory whatever the runs' sizes. A number is rewritten once per level.
+//! - Once a carrier has [`FAN_IN`] runs of one level, they merge into one run of the next level,
+//!   streaming a chunk at a time through each ([`FAN_IN`] chunks in memory, whatever the runs'
+//!   sizes). A merge goes a slice per batch of the carrier (`tracking_merges` keeps where it
+//!   stands), so that no commit carries a whole merge: a slice writes [`SLICE_FACTOR`] times the
+//!   entries the batch added, and at least [`MIN_SLICE`]. The merged runs count until the merge
+//!   ends; the run it writes counts from then on. A number is rewritten once per level.
 //! - Every run written bumps the carrier's `numbers_version`, and takes it as its id.
 //! - Entries are never deleted one by one: an amendment or a replay that removes a package
 //!   leaves its entry, and [`lookup`] keeps only the entries whose manifest still holds their
 //!   package (`commit.rs`). A merge keeps them too; they are as many as the removed packages.
 //!
-//! Runs, chunks and lines are read back only by this module and `migrate.rs`.
+//! Runs, chunks and lines are read and written by this module only (`migrate.rs` adds a run).
 
 use super::backend::{args, Tx};
 use super::bulk::{Insert, Pending};
@@ -20,6 +23,14 @@ use anyhow::{bail, Context, Result};
 /// Runs of one level a carrier holds before they merge into one of the next level. More means
 /// fewer rewrites of each number (one per level) but more runs for a lookup to search.
 pub(super) const FAN_IN: usize = 8;
+
+/// A merge's slice per batch, in entries: this many times what the batch added to the carrier.
+/// A merge of level L writes 8 runs of 8^L batches' entries, so it takes 8^(L+1)/4 batches, in
+/// which the batches add 2 runs of level L: a level holds at most [`FAN_IN`] + 2 runs.
+const SLICE_FACTOR: usize = 4;
+
+/// A merge's smallest slice, in entries: small merges end in one batch (~1 ms).
+pub(super) const MIN_SLICE: usize = 4096;
 
 /// Entries of a chunk, about: a chunk ends at the first new number past this many.
 const CHUNK_ENTRIES: usize = 128;
@@ -158,37 +169,57 @@ impl<'c> RunWriter<'c> {
         Ok(())
     }
 
-    /// Writes what is left and the run's row; a run without entries leaves no row.
-    fn finish(mut self, tx: &mut Tx<'_>, level: i64, newest_source: i64) -> Result<i64> {
+    /// Writes every chunk begun (a slice of a merge ends with its chunk).
+    fn flush(&mut self, tx: &mut Tx<'_>) -> Result<()> {
         self.end_chunk(tx)?;
-        self.write_chunks(tx)?;
-        if self.entries > 0 {
+        self.write_chunks(tx)
+    }
+
+    /// Writes what is left and the run's row, of `entries` in all; a run without entries leaves
+    /// no row.
+    fn finish(mut self, tx: &mut Tx<'_>, level: i64, entries: i64, newest_source: i64) -> Result<()> {
+        self.flush(tx)?;
+        if entries > 0 {
             let mut run = Pending::new(&RUNS);
-            run.push(args![self.carrier, self.run_id, level, self.entries, newest_source]);
+            run.push(args![self.carrier, self.run_id, level, entries, newest_source]);
             run.flush(&mut **tx)?;
         }
-        Ok(self.entries)
+        Ok(())
     }
 }
 
-/// Writes `entries` (a batch's accepted numbers of `carrier`) as a new run, then merges the
-/// carrier's runs if that made a level full. Returns the carrier's `numbers_version` after.
-pub(super) fn add(tx: &mut Tx<'_>, carrier: &str, mut entries: Vec<Entry<'_>>, fan_in: usize) -> Result<i64> {
+/// Writes `entries` (a batch's accepted numbers of `carrier`) as a new run, moves each merge
+/// of the carrier's runs under way a slice on, and starts the merges that are due. Returns the
+/// carrier's `numbers_version` after.
+pub(super) fn add(
+    tx: &mut Tx<'_>,
+    carrier: &str,
+    mut entries: Vec<Entry<'_>>,
+    fan_in: usize,
+    min_slice: usize,
+) -> Result<i64> {
     entries.sort_unstable();
     entries.dedup();
-    let id = next_version(tx, carrier)?;
-    let mut run = RunWriter::new(carrier, id);
+    let mut version = next_version(tx, carrier)?;
+    let mut run = RunWriter::new(carrier, version);
     let mut line = String::new();
     for e in &entries {
         line.clear();
         e.push_line(&mut line)?;
         run.push_line(tx, e.tracking_number, &line)?;
     }
-    run.finish(tx, 0, id)?;
-    match merge_due(tx, carrier, fan_in)? {
-        Some((level, sources)) => merge(tx, carrier, level, &sources),
-        None => Ok(id),
+    run.finish(tx, 0, entries.len() as i64, version)?;
+    let slice = (SLICE_FACTOR * entries.len()).max(min_slice);
+    let mut busy = Vec::new();
+    for job in Merge::under_way(tx, carrier)? {
+        busy.push(job.level);
+        job.step(tx, slice)?;
     }
+    for (level, sources) in merges_due(tx, carrier, fan_in, &busy)? {
+        version = next_version(tx, carrier)?;
+        Merge::start(carrier, level, version, &sources).step(tx, slice)?;
+    }
+    Ok(version)
 }
 
 /// A run's row.
@@ -216,26 +247,26 @@ pub(super) fn runs(tx: &mut Tx<'_>, carrier: &str) -> Result<Vec<RunInfo>> {
     )
 }
 
-/// The lowest level holding `fan_in` runs or more, with its `fan_in` oldest runs.
-fn merge_due(tx: &mut Tx<'_>, carrier: &str, fan_in: usize) -> Result<Option<(i64, Vec<RunInfo>)>> {
+/// The levels holding `fan_in` runs or more and no merge under way (`busy`), each with its
+/// `fan_in` oldest runs.
+fn merges_due(tx: &mut Tx<'_>, carrier: &str, fan_in: usize, busy: &[i64]) -> Result<Vec<(i64, Vec<RunInfo>)>> {
     let runs = runs(tx, carrier)?;
-    let mut start = 0;
-    while start < runs.len() {
-        let level = runs[start].level;
-        let end = start + runs[start..].iter().take_while(|r| r.level == level).count();
-        if end - start >= fan_in {
-            return Ok(Some((level, runs[start..start + fan_in].to_vec())));
+    let mut due = Vec::new();
+    for level in runs.chunk_by(|a, b| a.level == b.level) {
+        if level.len() >= fan_in && !busy.contains(&level[0].level) {
+            due.push((level[0].level, level[..fan_in].to_vec()));
         }
-        start = end;
     }
-    Ok(None)
+    Ok(due)
 }
 
 /// Reads one run a chunk at a time, in key order.
 struct Cursor {
     run_id: i64,
     chunk: String,
+    /// The current line: `chunk[pos..end]`, with its newline.
     pos: usize,
+    end: usize,
     /// The first number of the chunk held (empty before the first: numbers are never empty).
     first: String,
     done: bool,
@@ -247,11 +278,61 @@ impl Cursor {
             run_id,
             chunk: String::new(),
             pos: 0,
+            end: 0,
             first: String::new(),
             done: false,
         };
         c.next_chunk(tx, carrier)?;
         Ok(c)
+    }
+
+    /// A cursor where [`Cursor::position`] left it.
+    fn resume(tx: &mut Tx<'_>, carrier: &str, run_id: i64, position: &str) -> Result<Self> {
+        let (first, pos) = match position {
+            "^" => return Self::open(tx, carrier, run_id),
+            "$" => (String::new(), None),
+            _ => match position.rsplit_once(':').map(|(f, p)| (f, p.parse::<usize>())) {
+                Some((first, Ok(pos))) if !first.is_empty() => (first.to_string(), Some(pos)),
+                _ => bail!("a merge of tracking numbers has a malformed position: {position:?}"),
+            },
+        };
+        let mut c = Cursor {
+            run_id,
+            chunk: String::new(),
+            pos: 0,
+            end: 0,
+            first,
+            done: pos.is_none(),
+        };
+        if let Some(pos) = pos {
+            let chunk = tx
+                .first(
+                    "SELECT entries FROM tracking_run_chunks WHERE carrier = $1 AND run_id = $2 AND first_number = $3",
+                    args![carrier, run_id, &c.first],
+                    |r| r.text(0),
+                )?
+                .with_context(|| format!("run {run_id} of {carrier} lost the chunk a merge stands in"))?;
+            if pos > chunk.len() || !chunk.is_char_boundary(pos) {
+                bail!("a merge of tracking numbers stands past its chunk: {position:?}");
+            }
+            (c.chunk, c.pos) = (chunk, pos);
+            if c.pos >= c.chunk.len() {
+                c.next_chunk(tx, carrier)?;
+            } else {
+                c.find_end();
+            }
+        }
+        Ok(c)
+    }
+
+    /// Where the cursor stands: `^` before its run, `$` past it, else `FIRST:POS` (the first
+    /// number of the chunk it holds, and the offset of its line there).
+    fn position(&self) -> String {
+        if self.done {
+            "$".to_string()
+        } else {
+            format!("{}:{}", self.first, self.pos)
+        }
     }
 
     fn next_chunk(&mut self, tx: &mut Tx<'_>, carrier: &str) -> Result<()> {
@@ -264,68 +345,198 @@ impl Cursor {
         match next {
             Some((first, chunk)) if !chunk.is_empty() => {
                 (self.first, self.chunk, self.pos) = (first, chunk, 0);
+                self.find_end();
             }
             _ => self.done = true,
         }
         Ok(())
     }
 
+    fn find_end(&mut self) {
+        let rest = &self.chunk.as_bytes()[self.pos..];
+        self.end = self.pos + memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
+    }
+
     /// The current line, with its newline.
     fn line(&self) -> Option<&str> {
-        if self.done {
-            return None;
-        }
-        let rest = &self.chunk[self.pos..];
-        Some(rest.find('\n').map_or(rest, |end| &rest[..=end]))
+        (!self.done).then(|| &self.chunk[self.pos..self.end])
     }
 
     fn advance(&mut self, tx: &mut Tx<'_>, carrier: &str) -> Result<()> {
-        self.pos += self.line().map_or(0, str::len);
+        self.pos = self.end;
         if self.pos >= self.chunk.len() {
             self.next_chunk(tx, carrier)?;
+        } else {
+            self.find_end();
         }
         Ok(())
     }
 }
 
-/// Merges `sources` (runs of `level`) into one run of the next level and deletes them. Returns
-/// the carrier's `numbers_version` after.
-fn merge(tx: &mut Tx<'_>, carrier: &str, level: i64, sources: &[RunInfo]) -> Result<i64> {
-    let id = next_version(tx, carrier)?;
-    let newest_source = sources.iter().map(|r| r.newest_source).max().unwrap_or(id);
-    let mut cursors = Vec::with_capacity(sources.len());
-    for r in sources {
-        cursors.push(Cursor::open(tx, carrier, r.run_id)?);
-    }
-    let mut run = RunWriter::new(carrier, id);
-    let (mut line, mut previous) = (String::new(), String::new());
-    // The smallest line at the cursors' heads, each time (lines order as their entries do).
-    while let Some(next) = (0..cursors.len())
-        .filter_map(|i| cursors[i].line().map(|l| (l, i)))
-        .min()
-        .map(|(_, i)| i)
-    {
-        line.clear();
-        line.push_str(cursors[next].line().expect("a cursor with a line"));
-        cursors[next].advance(tx, carrier)?;
-        // An entry in two runs (a package written again by an amendment) is kept once.
-        if line == previous {
-            continue;
+static MERGES: Insert = Insert::new(
+    "tracking_merges (carrier, level, run_id, sources, newest_source, positions, previous, entries)",
+    8,
+    "",
+);
+
+/// A merge of `FAN_IN` runs of one level into one of the next, under way (a row of
+/// `tracking_merges`, one per carrier and level at most).
+struct Merge<'c> {
+    carrier: &'c str,
+    /// The merged runs' level.
+    level: i64,
+    /// The run it writes.
+    run_id: i64,
+    sources: Vec<i64>,
+    newest_source: i64,
+    /// Where each source's cursor stands ([`Cursor::position`]), space-separated.
+    positions: String,
+    /// The last line written (an entry in two runs is written once).
+    previous: String,
+    /// Entries written so far.
+    entries: i64,
+    /// Not in `tracking_merges` yet.
+    new: bool,
+}
+
+impl<'c> Merge<'c> {
+    fn start(carrier: &'c str, level: i64, run_id: i64, sources: &[RunInfo]) -> Self {
+        Merge {
+            carrier,
+            level,
+            run_id,
+            sources: sources.iter().map(|r| r.run_id).collect(),
+            newest_source: sources.iter().map(|r| r.newest_source).max().unwrap_or(run_id),
+            positions: vec!["^"; sources.len()].join(" "),
+            previous: String::new(),
+            entries: 0,
+            new: true,
         }
-        let entry = Entry::parse(line.trim_end_matches('\n'))?;
-        run.push_line(tx, entry.tracking_number, &line)?;
-        std::mem::swap(&mut line, &mut previous);
     }
-    run.finish(tx, level + 1, newest_source)?;
-    for r in sources {
-        for sql in [
-            "DELETE FROM tracking_run_chunks WHERE carrier = $1 AND run_id = $2",
-            "DELETE FROM tracking_runs WHERE carrier = $1 AND run_id = $2",
-        ] {
-            tx.execute(sql, args![carrier, r.run_id])?;
+
+    /// The carrier's merges under way, by level.
+    fn under_way(tx: &mut Tx<'_>, carrier: &'c str) -> Result<Vec<Self>> {
+        tx.rows(
+            "SELECT level, run_id, sources, newest_source, positions, previous, entries
+             FROM tracking_merges WHERE carrier = $1 ORDER BY level",
+            args![carrier],
+            |r| {
+                let sources = r.text(2)?;
+                let sources = sources
+                    .split(' ')
+                    .map(|id| id.parse::<i64>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .context("a merge of tracking numbers has malformed sources")?;
+                Ok(Merge {
+                    carrier,
+                    level: r.int(0)?,
+                    run_id: r.int(1)?,
+                    sources,
+                    newest_source: r.int(3)?,
+                    positions: r.text(4)?,
+                    previous: r.text(5)?,
+                    entries: r.int(6)?,
+                    new: false,
+                })
+            },
+        )
+    }
+
+    /// Writes the next `slice` entries or so (up to the end of a number), then saves where the
+    /// merge stands, or ends it: the run it wrote counts from then on, the merged runs go.
+    fn step(mut self, tx: &mut Tx<'_>, slice: usize) -> Result<()> {
+        let started = std::time::Instant::now();
+        let carrier = self.carrier;
+        let positions: Vec<&str> = self.positions.split(' ').collect();
+        if positions.len() != self.sources.len() {
+            bail!(
+                "a merge of tracking numbers of {carrier} has {} positions for {} runs",
+                positions.len(),
+                self.sources.len()
+            );
         }
+        let mut cursors = Vec::with_capacity(self.sources.len());
+        for (&run_id, position) in self.sources.iter().zip(positions) {
+            cursors.push(Cursor::resume(tx, carrier, run_id, position)?);
+        }
+        let mut run = RunWriter::new(carrier, self.run_id);
+        let mut written = 0;
+        // The smallest line at the cursors' heads, each time (lines order as their entries do).
+        while let Some(next) = (0..cursors.len())
+            .filter_map(|i| cursors[i].line().map(|l| (l, i)))
+            .min()
+            .map(|(_, i)| i)
+        {
+            let line = cursors[next].line().expect("a cursor with a line");
+            let tracking_number = match line.split_once('\t') {
+                Some((number, _)) if !number.is_empty() => number,
+                _ => bail!("a tracking-number entry of the store is malformed: {line:?}"),
+            };
+            // A slice ends with a number, so that a number's entries share a chunk.
+            if written >= slice && tracking_number != run.last {
+                break;
+            }
+            if line != self.previous {
+                run.push_line(tx, tracking_number, line)?;
+                self.previous.clear();
+                self.previous.push_str(line);
+                written += 1;
+            }
+            cursors[next].advance(tx, carrier)?;
+        }
+        self.entries += written as i64;
+        let done = cursors.iter().all(|c| c.done);
+        if done {
+            run.finish(tx, self.level + 1, self.entries, self.newest_source)?;
+            for &run_id in &self.sources {
+                for sql in [
+                    "DELETE FROM tracking_run_chunks WHERE carrier = $1 AND run_id = $2",
+                    "DELETE FROM tracking_runs WHERE carrier = $1 AND run_id = $2",
+                ] {
+                    tx.execute(sql, args![carrier, run_id])?;
+                }
+            }
+            if !self.new {
+                tx.execute(
+                    "DELETE FROM tracking_merges WHERE carrier = $1 AND level = $2",
+                    args![carrier, self.level],
+                )?;
+            }
+        } else {
+            run.flush(tx)?;
+            self.positions = cursors.iter().map(Cursor::position).collect::<Vec<_>>().join(" ");
+            if self.new {
+                let sources = self.sources.iter().map(i64::to_string).collect::<Vec<_>>().join(" ");
+                let mut row = Pending::new(&MERGES);
+                row.push(args![
+                    carrier,
+                    self.level,
+                    self.run_id,
+                    &sources,
+                    self.newest_source,
+                    &self.positions,
+                    &self.previous,
+                    self.entries
+                ]);
+                row.flush(&mut **tx)?;
+            } else {
+                tx.execute(
+                    "UPDATE tracking_merges SET positions = $3, previous = $4, entries = $5 WHERE carrier = $1 AND level = $2",
+                    args![carrier, self.level, &self.positions, &self.previous, self.entries],
+                )?;
+            }
+        }
+        tracing::debug!(
+            carrier,
+            level = self.level + 1,
+            written,
+            entries = self.entries,
+            done,
+            ms = started.elapsed().as_millis() as u64,
+            "tracking numbers merged"
+        );
+        Ok(())
     }
-    Ok(id)
 }
 
 /// Hands `found` every entry of `carrier`'s runs whose number is in `numbers` (sorted, without
