@@ -962,7 +962,7 @@ fn a_merge_goes_a_slice_per_batch(url: &StoreUrl) {
                 one(&format!("LH-{day}c"), day, 1000 + day),
             ],
         );
-        let owner = |n: u32| if n % 2 == 0 { "LH-1" } else { "LH-2" };
+        let owner = |n: u32| if n & 1 == 0 { "LH-1" } else { "LH-2" };
         assert_eq!(others, [owner(written), owner(ahead)], "day {day}");
     }
     // 400 of the 401 written: still under way.
