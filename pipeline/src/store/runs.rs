@@ -573,11 +573,12 @@ pub(super) fn lookup(tx: &mut Tx<'_>, carrier: &str, numbers: &[&str], found: &m
             let Some((_, chunk)) = &held else {
                 continue;
             };
-            for e in entries(chunk) {
-                let e = e?;
-                if e.tracking_number == number {
-                    found(e);
-                }
+            // Lines in key order: the number's lines are together, found by their prefix.
+            let prefix = |line: &str| {
+                line.len() > number.len() && line.as_bytes()[number.len()] == b'\t' && line.starts_with(number)
+            };
+            for line in chunk.lines().skip_while(|l| !prefix(l)).take_while(|l| prefix(l)) {
+                found(Entry::parse(line)?);
             }
         }
     }
