@@ -836,14 +836,9 @@ fn merged_tracking_numbers_count_and_go_with_an_amendment(url: &StoreUrl) {
         manifest("LH", "LH-1", "2026-03-02", packages)
     };
     let one = |id: &str, n: u32, value: i64| single("LH", id, "2026-03-09", &number(n), value);
-    let mut next = 0;
-    let mut batch = |store: &mut Store, manifests: Vec<ManifestRecord>| {
-        let n = manifests.len() as i64;
-        let expected = if next == 0 { -1 } else { next };
-        let (outcome, published) = commit(store, &[range(0, expected, next + n)], manifests);
-        assert_eq!(outcome, CommitOutcome::Committed);
-        next += n;
-        let rejections = published.unwrap().rejections;
+    let mut partition = Partition0::default();
+    let mut batch = |store: &mut Store, manifests| {
+        let rejections = partition.commit(store, manifests);
         rejections
             .into_iter()
             .map(|r| (r.manifest, r.other_manifest_id))
@@ -934,14 +929,9 @@ fn a_merge_goes_a_slice_per_batch(url: &StoreUrl) {
     store.set_tracking_fan_in(2);
     store.set_tracking_merge_slice(100);
     let number = |n: u32| format!("RR{n:09}DE");
-    let mut next = 0;
-    let mut batch = |store: &mut Store, manifests: Vec<ManifestRecord>| {
-        let n = manifests.len() as i64;
-        let expected = if next == 0 { -1 } else { next };
-        let (outcome, published) = commit(store, &[range(0, expected, next + n)], manifests);
-        assert_eq!(outcome, CommitOutcome::Committed);
-        next += n;
-        let rejections = published.unwrap().rejections;
+    let mut partition = Partition0::default();
+    let mut batch = |store: &mut Store, manifests| {
+        let rejections = partition.commit(store, manifests);
         rejections.into_iter().map(|r| r.other_manifest_id).collect::<Vec<_>>()
     };
     let one = |id: &str, day: u32, n: u32| single("LH", id, &format!("2026-03-{day:02}"), &number(n), 500);
@@ -1007,6 +997,24 @@ fn two_processes_committing_one_carrier_both_see_its_duplicates(url: &StoreUrl) 
     assert!(rejected(&mut a, &[range(0, 3, 4)], vec![lh("LH-7", 8, 7)]).is_empty());
     assert_eq!(rejected(&mut b, &[range(1, 3, 4)], vec![lh("LH-8", 9, 7)]), ["LH-7"]);
     assert_eq!(summary(&a), [row("LH 2026-03 ad_valorem", 3, 3, 3000, 300, 5)]);
+}
+
+/// Batches of one message per manifest on partition 0, committed one after another.
+#[derive(Default)]
+struct Partition0 {
+    next: i64,
+}
+
+impl Partition0 {
+    /// Commits a batch (it must commit) and returns the store's rejections.
+    fn commit(&mut self, store: &mut Store, manifests: Vec<ManifestRecord>) -> Vec<StoreRejection> {
+        let n = manifests.len() as i64;
+        let expected = if self.next == 0 { -1 } else { self.next };
+        let (outcome, published) = commit(store, &[range(0, expected, self.next + n)], manifests);
+        assert_eq!(outcome, CommitOutcome::Committed);
+        self.next += n;
+        published.unwrap().rejections
+    }
 }
 
 /// LH's runs of tracking numbers: level and entries, by level and age.

@@ -621,30 +621,33 @@ mod tests {
 
     #[test]
     fn an_entry_reads_back_as_written_and_lines_order_as_entries() {
+        let line_of = |e: &Entry<'_>| {
+            let mut line = String::new();
+            e.push_line(&mut line).unwrap();
+            line
+        };
         let a = Entry {
             tracking_number: "RR000000001DE",
             manifest_id: "LH-1",
             arrival_date: "2026-03-02",
         };
-        let mut line = String::new();
-        a.push_line(&mut line).unwrap();
+        let line = line_of(&a);
         assert_eq!(line, "RR000000001DE\tLH-1\t2026-03-02\n");
         assert_eq!(Entry::parse(line.trim_end()).unwrap(), a);
         // A shorter manifest id sorts first, as a tuple and as a line.
-        let b = Entry {
-            manifest_id: "LH-1a",
-            ..a
-        };
-        let mut other = String::new();
-        b.push_line(&mut other).unwrap();
-        assert!(a < b && line < other);
-        let c = Entry {
-            manifest_id: "LH-",
-            ..a
-        };
-        let mut third = String::new();
-        c.push_line(&mut third).unwrap();
-        assert!(c < a && third < line);
+        for (shorter, longer) in [("LH-1", "LH-1a"), ("LH-", "LH-1")] {
+            let (x, y) = (
+                Entry {
+                    manifest_id: shorter,
+                    ..a
+                },
+                Entry {
+                    manifest_id: longer,
+                    ..a
+                },
+            );
+            assert!(x < y && line_of(&x) < line_of(&y), "{shorter} {longer}");
+        }
     }
 
     #[test]
