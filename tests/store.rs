@@ -824,6 +824,76 @@ fn a_version_1_store_is_migrated(url: &StoreUrl) {
     assert_eq!(summary(&store), [row("LH 2026-03 ad_valorem", 1, 1, 700, 70, 1)]);
 }
 
+/// A store of schema version 3: LH-1 with two accepted packages, one number in each tracking
+/// table, and 70,000 numbers of LH-BULK (more than the migration reads at a time), one of them
+/// also LH-1's, so that the migration's first page ends inside a number's rows.
+fn version_3_store(url: &StoreUrl) -> String {
+    let head = format!(
+        "{}{}{}",
+        include_str!("../pipeline/migrations/0001_init.sql"),
+        include_str!("../pipeline/migrations/0002_packed_contributions.sql"),
+        include_str!("../pipeline/migrations/0003_recent_tracking_counts.sql"),
+    );
+    let bulk = match url {
+        StoreUrl::Sqlite(_) => {
+            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 69999)
+             INSERT INTO tracking_numbers SELECT 'LH', printf('RR%09dDE', i), 'LH-BULK', '2025-06-01' FROM n;"
+        }
+        StoreUrl::Postgres(_) => {
+            "INSERT INTO tracking_numbers SELECT 'LH', 'RR' || lpad(i::text, 9, '0') || 'DE', 'LH-BULK', '2025-06-01'
+             FROM generate_series(0, 69999) AS i;"
+        }
+    };
+    let line = |n: &str, value: i64| {
+        format!("{n}\t2026-03\t2026-03-02\tLH400\t4701\tsection122_postal_2026\tad_valorem\ttest\t{value}\t{}\t0\t1,CN,,{value},0.1,{}\n", value / 10, value / 10)
+    };
+    let contribution = format!("{}{}", line("RR000065535DE", 1000), line("RR100000000DE", 2000));
+    format!(
+        "{head}
+         CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL);
+         INSERT INTO schema_migrations VALUES (1, '2026-11-21 10:00:00'), (2, '2026-11-22 10:00:00'), (3, '2026-11-22 12:00:00');
+         INSERT INTO offsets VALUES ('dutyflow', 'manifests', 0, 1);
+         INSERT INTO manifests VALUES ('LH', 'LH-1', '2026-03', 2, 1, 'manifests', 0, 0, '{contribution}');
+         INSERT INTO manifest_months VALUES ('LH', '2026-03', 'LH-1');
+         INSERT INTO totals VALUES ('LH', '2026-03', 'section122_postal_2026', 'ad_valorem', 2, 2, 3000, 300, 0);
+         INSERT INTO tracking_numbers VALUES ('LH', 'RR000065535DE', 'LH-1', '2026-03-02');
+         INSERT INTO tracking_numbers_recent VALUES ('LH', 'RR100000000DE', 'LH-1', '2026-03-02');
+         INSERT INTO tracking_numbers_recent_counts VALUES ('LH', 1, NULL, NULL, 7);
+         {bulk}"
+    )
+}
+
+/// Schema 3's tracking numbers, in both tables, become one run per carrier, read a page at a
+/// time; they still count for the 12-month check.
+fn a_version_3_store_is_migrated(url: &StoreUrl) {
+    let v3 = version_3_store(url);
+    match url {
+        StoreUrl::Sqlite(path) => rusqlite::Connection::open(path).unwrap().execute_batch(&v3).unwrap(),
+        StoreUrl::Postgres(u) => ::postgres::Client::connect(u, ::postgres::NoTls)
+            .unwrap()
+            .batch_execute(&v3)
+            .unwrap(),
+    }
+    let mut store = Store::open(url).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 4);
+    assert_eq!(levels(&store), [(0, 70_002)]);
+    let runs = store.tracking_runs("LH").unwrap();
+    // The run took the version after schema 3's.
+    assert_eq!((runs[0].run_id, runs[0].newest_source), (8, 8));
+    assert_eq!(summary(&store), [row("LH 2026-03 ad_valorem", 2, 2, 3000, 300, 0)]);
+    // Both of LH-1's numbers count, the one at the page's end and the one from the small table.
+    let mut partition = Partition0 { next: 1 };
+    let rejections = partition.commit(
+        &mut store,
+        vec![
+            single("LH", "LH-2", "2026-03-09", "RR000065535DE", 500),
+            single("LH", "LH-3", "2026-03-09", "RR100000000DE", 500),
+        ],
+    );
+    let others: Vec<&str> = rejections.iter().map(|r| r.other_manifest_id.as_str()).collect();
+    assert_eq!(others, ["LH-1", "LH-1"]);
+}
+
 /// Tracking numbers merged from one run into another still count for the 12-month check; an
 /// amendment takes its removed packages' numbers out of the check, though their entries stay in
 /// the runs; an entry written twice is merged into one.
@@ -1051,6 +1121,7 @@ battery!(
     two_writers_on_disjoint_partitions_end_with_exact_totals,
     concurrent_opens_migrate_once,
     a_version_1_store_is_migrated,
+    a_version_3_store_is_migrated,
     merged_tracking_numbers_count_and_go_with_an_amendment,
     tracking_runs_of_many_chunks_merge_and_are_searched,
     a_merge_goes_a_slice_per_batch,

@@ -191,8 +191,12 @@ fn pack_version_1_rows(tx: &mut Tx<'_>) -> Result<()> {
     tx.execute_script("DROP TABLE item_lines; DROP TABLE packages;")
 }
 
-/// Version 4: each carrier's tracking numbers of version 3 (both tables) become one run of the
-/// carrier, then the tables go. Holds one carrier's numbers in memory while it runs.
+/// Rows of version 3's tracking numbers read at a time by the version 4 step.
+const MIGRATION_PAGE: usize = 65_536;
+
+/// Version 4: each carrier's tracking numbers of version 3 (both tables; a number is in one of
+/// the two) become one run of the carrier, then the tables go. Reads a page of rows at a time,
+/// by tracking number; a page ends before the rows of its last number, which start the next.
 fn tracking_numbers_into_runs(tx: &mut Tx<'_>) -> Result<()> {
     let carriers = tx.rows(
         "SELECT carrier FROM tracking_numbers UNION SELECT carrier FROM tracking_numbers_recent ORDER BY 1",
@@ -200,23 +204,45 @@ fn tracking_numbers_into_runs(tx: &mut Tx<'_>) -> Result<()> {
         |r| r.text(0),
     )?;
     for carrier in &carriers {
-        let rows = tx.rows(
-            "SELECT tracking_number, manifest_id, arrival_date FROM tracking_numbers WHERE carrier = $1
-             UNION ALL
-             SELECT tracking_number, manifest_id, arrival_date FROM tracking_numbers_recent WHERE carrier = $1",
-            args![carrier],
-            |r| Ok((r.text(0)?, r.text(1)?, r.text(2)?)),
-        )?;
-        let entries = rows
-            .iter()
-            .map(|(tracking_number, manifest_id, arrival_date)| runs::Entry {
-                tracking_number,
-                manifest_id,
-                arrival_date,
-            })
-            .collect();
-        // A fan-in no level reaches: one run, whatever its size.
-        runs::add(tx, carrier, entries, usize::MAX, runs::MIN_SLICE)?;
+        let mut run = runs::SortedRun::start(tx, carrier)?;
+        // Tracking numbers are never empty: "" is before every one.
+        let mut from = String::new();
+        loop {
+            let mut rows = tx.rows(
+                "SELECT tracking_number, manifest_id, arrival_date FROM (
+                   SELECT tracking_number, manifest_id, arrival_date FROM tracking_numbers WHERE carrier = $1
+                   UNION ALL
+                   SELECT tracking_number, manifest_id, arrival_date FROM tracking_numbers_recent WHERE carrier = $1
+                 ) AS numbers
+                 WHERE tracking_number >= $2 ORDER BY tracking_number LIMIT $3",
+                args![carrier, &from, MIGRATION_PAGE as i64],
+                |r| Ok((r.text(0)?, r.text(1)?, r.text(2)?)),
+            )?;
+            let last_page = rows.len() < MIGRATION_PAGE;
+            if !last_page {
+                // The last number's rows may go on past the page: they start the next one.
+                let last = rows.last().map(|r| r.0.clone()).unwrap_or_default();
+                rows.retain(|r| r.0 != last);
+                if rows.is_empty() {
+                    bail!("tracking number {last} of {carrier} is held by {MIGRATION_PAGE} manifests or more");
+                }
+                from = last;
+            }
+            // In key order, as lines order (by bytes, whatever the database's collation).
+            rows.sort_unstable();
+            for (tracking_number, manifest_id, arrival_date) in &rows {
+                let entry = runs::Entry {
+                    tracking_number,
+                    manifest_id,
+                    arrival_date,
+                };
+                run.push(tx, entry)?;
+            }
+            if last_page {
+                break;
+            }
+        }
+        run.finish(tx)?;
     }
     tx.execute_script(
         "DROP TABLE tracking_numbers; DROP TABLE tracking_numbers_recent; DROP TABLE tracking_numbers_recent_counts;",

@@ -15,6 +15,10 @@
 //!   package (`commit.rs`). A merge keeps them too; they are as many as the removed packages.
 //!
 //! Runs, chunks and lines are read and written by this module only (`migrate.rs` adds a run).
+//!
+//! SQL compares chunk keys (`first_number`): accepted tracking numbers, valid UPU S10 numbers
+//! (13 characters of capital letters and digits in fixed places), which order the same in
+//! byte order and in any database collation. Lines are ordered in Rust, by bytes.
 
 use super::backend::{args, Tx};
 use super::bulk::{Insert, Pending};
@@ -190,6 +194,40 @@ impl<'c> RunWriter<'c> {
     }
 }
 
+/// A new run of level 0 of a carrier, written from entries that come in key order without
+/// repeats.
+pub(super) struct SortedRun<'c> {
+    writer: RunWriter<'c>,
+    entries: i64,
+    line: String,
+}
+
+impl<'c> SortedRun<'c> {
+    /// Takes the run's id (the carrier's next `numbers_version`).
+    pub(super) fn start(tx: &mut Tx<'_>, carrier: &'c str) -> Result<Self> {
+        Ok(SortedRun {
+            writer: RunWriter::new(carrier, next_version(tx, carrier)?),
+            entries: 0,
+            line: String::new(),
+        })
+    }
+
+    pub(super) fn push(&mut self, tx: &mut Tx<'_>, e: Entry<'_>) -> Result<()> {
+        self.line.clear();
+        e.push_line(&mut self.line)?;
+        self.writer.push_line(tx, e.tracking_number, &self.line)?;
+        self.entries += 1;
+        Ok(())
+    }
+
+    /// Writes what is left and the run's row; returns its id.
+    pub(super) fn finish(self, tx: &mut Tx<'_>) -> Result<i64> {
+        let id = self.writer.run_id;
+        self.writer.finish(tx, 0, self.entries, id)?;
+        Ok(id)
+    }
+}
+
 /// Writes `entries` (a batch's accepted numbers of `carrier`) as a new run, moves each merge
 /// of the carrier's runs under way a slice on, and starts the merges that are due. Returns the
 /// carrier's `numbers_version` after.
@@ -202,15 +240,11 @@ pub(super) fn add(
 ) -> Result<i64> {
     entries.sort_unstable();
     entries.dedup();
-    let mut version = next_version(tx, carrier)?;
-    let mut run = RunWriter::new(carrier, version);
-    let mut line = String::new();
+    let mut run = SortedRun::start(tx, carrier)?;
     for e in &entries {
-        line.clear();
-        e.push_line(&mut line)?;
-        run.push_line(tx, e.tracking_number, &line)?;
+        run.push(tx, *e)?;
     }
-    run.finish(tx, 0, entries.len() as i64, version)?;
+    let mut version = run.finish(tx)?;
     let slice = (SLICE_FACTOR * entries.len()).max(min_slice);
     let mut busy = Vec::new();
     for job in Merge::under_way(tx, carrier)? {
