@@ -768,6 +768,19 @@ fn concurrent_opens_migrate_once(url: &StoreUrl) {
     }
 }
 
+/// Writes `sql` (a store as an older dutyflow left it) into the database at `url`, then opens it,
+/// migrating it.
+fn open_written_by_older(url: &StoreUrl, sql: &str) -> Store {
+    match url {
+        StoreUrl::Sqlite(path) => rusqlite::Connection::open(path).unwrap().execute_batch(sql).unwrap(),
+        StoreUrl::Postgres(u) => ::postgres::Client::connect(u, ::postgres::NoTls)
+            .unwrap()
+            .batch_execute(sql)
+            .unwrap(),
+    }
+    Store::open(url).unwrap()
+}
+
 /// A store written by a dutyflow of schema version 1 (a row per package and per item line):
 /// LH-1 of `lh_1_mixed` as that version stored it, and partition 0 at offset 1.
 const VERSION_1_STORE: &str = "
@@ -791,14 +804,7 @@ fn a_version_1_store_is_migrated(url: &StoreUrl) {
         "{}{VERSION_1_STORE}",
         include_str!("../pipeline/migrations/0001_init.sql")
     );
-    match url {
-        StoreUrl::Sqlite(path) => rusqlite::Connection::open(path).unwrap().execute_batch(&v1).unwrap(),
-        StoreUrl::Postgres(u) => ::postgres::Client::connect(u, ::postgres::NoTls)
-            .unwrap()
-            .batch_execute(&v1)
-            .unwrap(),
-    }
-    let mut store = Store::open(url).unwrap();
+    let mut store = open_written_by_older(url, &v1);
     assert_eq!(store.schema_version().unwrap(), 4);
     let before = [row("LH 2026-03 ad_valorem", 2, 3, 3500, 350, 1)];
     assert_eq!(summary(&store), before);
@@ -867,14 +873,7 @@ fn version_3_store(url: &StoreUrl) -> String {
 /// time; they still count for the 12-month check.
 fn a_version_3_store_is_migrated(url: &StoreUrl) {
     let v3 = version_3_store(url);
-    match url {
-        StoreUrl::Sqlite(path) => rusqlite::Connection::open(path).unwrap().execute_batch(&v3).unwrap(),
-        StoreUrl::Postgres(u) => ::postgres::Client::connect(u, ::postgres::NoTls)
-            .unwrap()
-            .batch_execute(&v3)
-            .unwrap(),
-    }
-    let mut store = Store::open(url).unwrap();
+    let mut store = open_written_by_older(url, &v3);
     assert_eq!(store.schema_version().unwrap(), 4);
     assert_eq!(levels(&store), [(0, 70_002)]);
     let runs = store.tracking_runs("LH").unwrap();
