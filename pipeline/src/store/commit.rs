@@ -420,14 +420,16 @@ fn read_held(
         let version = versions[*carrier];
         match filters.check(carrier, version) {
             Check::Filter | Check::Store { rebuild: false } => {}
-            Check::Store { rebuild: true } => {
-                let count = runs::count(tx, carrier)?;
-                filters.rebuild(carrier, version, count as usize, |add| {
-                    runs::numbers(tx, carrier, -1, add)
-                })?;
-            }
+            Check::Store { rebuild: true } => rebuild_filter(tx, filters, carrier, version)?,
             Check::CatchUp { since } => {
-                filters.catch_up(carrier, version, |add| runs::numbers(tx, carrier, since, add))?;
+                // A catch-up adds again what merged runs hold: past half the filter, a rebuild
+                // is smaller (and keeps the filter from growing past its bound for nothing).
+                let newer = runs::count_since(tx, carrier, since)?;
+                if newer as usize > filters.keys(carrier) / 2 {
+                    rebuild_filter(tx, filters, carrier, version)?;
+                } else {
+                    filters.catch_up(carrier, version, |add| runs::numbers(tx, carrier, since, add))?;
+                }
             }
         }
         let tracking = filters.maybe_held(carrier, version, keys.tracking_numbers.iter().copied());
@@ -475,6 +477,14 @@ fn read_held(
     held.packages
         .sort_by(|a, b| (&a.arrival_date, &a.manifest_id).cmp(&(&b.arrival_date, &b.manifest_id)));
     Ok(held)
+}
+
+/// Builds `carrier`'s filter from every run of the carrier.
+fn rebuild_filter(tx: &mut Tx<'_>, filters: &mut Filters, carrier: &str, version: i64) -> Result<()> {
+    let count = runs::count_since(tx, carrier, -1)?;
+    filters.rebuild(carrier, version, count as usize, |add| {
+        runs::numbers(tx, carrier, -1, add)
+    })
 }
 
 /// A manifest the batch writes: its row as the batch leaves it.

@@ -223,10 +223,24 @@ impl Filters {
             return Ok(());
         };
         let mut grown = 0;
-        fill(&mut |t| grown += f.insert_one(t))?;
-        f.version = version;
+        let filled = fill(&mut |t| grown += f.insert_one(t));
+        if filled.is_ok() {
+            f.version = version;
+        }
         self.grew(carrier, grown);
-        Ok(())
+        if filled.is_err() {
+            // Part of the numbers: no longer complete for any version.
+            self.forget(carrier);
+        }
+        filled
+    }
+
+    /// How many numbers `carrier`'s filter holds (0 without one).
+    pub(super) fn keys(&self, carrier: &str) -> usize {
+        match self.carriers.get(carrier) {
+            Some(Known::Filter(f)) => f.parts.iter().map(|p| p.keys).sum(),
+            _ => 0,
+        }
     }
 
     /// After a batch committed with `added` numbers of `carrier` more, which took the carrier's
@@ -336,6 +350,21 @@ mod tests {
             filters.maybe_held("LH", 2, ["RR000000002DE"].into_iter()),
             ["RR000000002DE"]
         );
+        assert_eq!(filters.keys("LH"), 1);
+        // A catch-up that fails part-way leaves no filter, and its memory counted back.
+        let failed = filters.catch_up("LH", 3, |add| {
+            (0..3 * FIRST_CAPACITY as u32).for_each(|i| add(&number(i)));
+            anyhow::bail!("the store went away")
+        });
+        assert!(failed.is_err());
+        assert_eq!(filters.check("LH", 3), Check::Store { rebuild: true });
+        assert_eq!(filters.bytes, 0);
+        filters
+            .rebuild("LH", 2, 1, |add| {
+                add("RR000000002DE");
+                Ok(())
+            })
+            .unwrap();
         // A store behind the filter is not the one it was built from: rebuilt.
         assert_eq!(filters.check("LH", 1), Check::Store { rebuild: true });
         assert_eq!(filters.bytes, 0);

@@ -242,7 +242,10 @@ fn tracking_numbers_into_runs(tx: &mut Tx<'_>) -> Result<()> {
                 break;
             }
         }
-        run.finish(tx)?;
+        // At the level of its size: a merge of it with small runs would hold up every merge of
+        // their level while it goes a slice at a time.
+        let level = runs::level_of(run.entries());
+        run.finish(tx, level)?;
     }
     tx.execute_script(
         "DROP TABLE tracking_numbers; DROP TABLE tracking_numbers_recent; DROP TABLE tracking_numbers_recent_counts;",

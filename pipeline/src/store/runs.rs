@@ -30,7 +30,8 @@ pub(super) const FAN_IN: usize = 8;
 
 /// A merge's slice per batch, in entries: this many times what the batch added to the carrier.
 /// A merge of level L writes 8 runs of 8^L batches' entries, so it takes 8^(L+1)/4 batches, in
-/// which the batches add 2 runs of level L: a level holds at most [`FAN_IN`] + 2 runs.
+/// which the batches add 2 runs of level L: with batches of even size, a level holds at most
+/// [`FAN_IN`] + 2 runs (a burst of large batches, then small ones, can leave more for a while).
 const SLICE_FACTOR: usize = 4;
 
 /// A merge's smallest slice, in entries (~0.3 ms): the merges of level 1 end in a batch or two.
@@ -220,11 +221,15 @@ impl<'c> SortedRun<'c> {
         Ok(())
     }
 
-    /// Writes what is left and the run's row; returns its id.
-    pub(super) fn finish(self, tx: &mut Tx<'_>) -> Result<i64> {
+    /// Writes what is left and the run's row, at `level`; returns its id.
+    pub(super) fn finish(self, tx: &mut Tx<'_>, level: i64) -> Result<i64> {
         let id = self.writer.run_id;
-        self.writer.finish(tx, 0, self.entries, id)?;
+        self.writer.finish(tx, level, self.entries, id)?;
         Ok(id)
+    }
+
+    pub(super) fn entries(&self) -> i64 {
+        self.entries
     }
 }
 
@@ -244,7 +249,7 @@ pub(super) fn add(
     for e in &entries {
         run.push(tx, *e)?;
     }
-    let mut version = run.finish(tx)?;
+    let mut version = run.finish(tx, 0)?;
     let slice = (SLICE_FACTOR * entries.len()).max(min_slice);
     let mut busy = Vec::new();
     for job in Merge::under_way(tx, carrier)? {
@@ -256,6 +261,29 @@ pub(super) fn add(
         Merge::start(carrier, level, version, &sources).step(tx, slice)?;
     }
     Ok(version)
+}
+
+/// The level a run of `entries` written at once (a migrated store's) belongs to: the level whose
+/// runs are about that large when batches add [`MIN_SLICE`] numbers of the carrier, so that it
+/// waits for peers of its size instead of joining (and holding up) a merge of small runs.
+pub(super) fn level_of(entries: i64) -> i64 {
+    let (mut level, mut size) = (0, MIN_SLICE as i64 * FAN_IN as i64);
+    while entries >= size && size < i64::MAX {
+        level += 1;
+        size = size.saturating_mul(FAN_IN as i64);
+    }
+    level
+}
+
+/// How many entries the runs hold that hold numbers newer than version `since` (every run: -1).
+pub(super) fn count_since(tx: &mut Tx<'_>, carrier: &str, since: i64) -> Result<i64> {
+    Ok(tx
+        .first(
+            "SELECT CAST(COALESCE(SUM(entries), 0) AS BIGINT) FROM tracking_runs WHERE carrier = $1 AND newest_source > $2",
+            args![carrier, since],
+            |r| r.int(0),
+        )?
+        .unwrap_or(0))
 }
 
 /// A run's row.
@@ -379,11 +407,14 @@ impl Cursor {
             |r| Ok((r.text(0)?, r.text(1)?)),
         )?;
         match next {
-            Some((first, chunk)) if !chunk.is_empty() => {
+            Some((_, chunk)) if chunk.is_empty() => {
+                bail!("run {} of {carrier} has an empty chunk", self.run_id)
+            }
+            Some((first, chunk)) => {
                 (self.first, self.chunk, self.pos) = (first, chunk, 0);
                 self.find_end();
             }
-            _ => self.done = true,
+            None => self.done = true,
         }
         Ok(())
     }
@@ -621,17 +652,6 @@ pub(super) fn lookup(tx: &mut Tx<'_>, carrier: &str, numbers: &[&str], found: &m
     Ok(())
 }
 
-/// How many entries `carrier`'s runs hold.
-pub(super) fn count(tx: &mut Tx<'_>, carrier: &str) -> Result<i64> {
-    Ok(tx
-        .first(
-            "SELECT CAST(COALESCE(SUM(entries), 0) AS BIGINT) FROM tracking_runs WHERE carrier = $1",
-            args![carrier],
-            |r| r.int(0),
-        )?
-        .unwrap_or(0))
-}
-
 /// Hands `number` every tracking number of `carrier`'s runs that hold numbers of runs newer
 /// than `since` (every run: -1), a chunk at a time.
 pub(super) fn numbers(tx: &mut Tx<'_>, carrier: &str, since: i64, number: &mut dyn FnMut(&str)) -> Result<()> {
@@ -682,6 +702,17 @@ mod tests {
             );
             assert!(x < y && line_of(&x) < line_of(&y), "{shorter} {longer}");
         }
+    }
+
+    #[test]
+    fn a_large_run_belongs_to_the_level_of_its_size() {
+        let slice = MIN_SLICE as i64;
+        assert_eq!(level_of(0), 0);
+        assert_eq!(level_of(8 * slice - 1), 0);
+        assert_eq!(level_of(8 * slice), 1);
+        assert_eq!(level_of(64 * slice), 2);
+        assert_eq!(level_of(10_000_000), 4);
+        assert!(level_of(i64::MAX) < 64);
     }
 
     #[test]
