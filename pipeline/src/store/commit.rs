@@ -108,12 +108,9 @@ pub(super) fn commit_batch(
         }
         totals.flush(&mut *tx)?;
         // Each carrier's accepted numbers as a run, merges a slice on, and its version after.
-        let mut versions = planned.clone();
+        let mut after: BTreeMap<&str, i64> = BTreeMap::new();
         for (carrier, entries) in added {
-            versions.insert(
-                carrier.to_string(),
-                runs::add(&mut tx, carrier, entries, fan_in, min_slice)?,
-            );
+            after.insert(carrier, runs::add(&mut tx, carrier, entries, fan_in, min_slice)?);
         }
         delivered()?;
         for r in ranges {
@@ -124,7 +121,7 @@ pub(super) fn commit_batch(
         }
         tx.commit().context("store commit failed")?;
         for (carrier, &planned) in &planned {
-            let version = versions[carrier];
+            let version = after.get(carrier.as_str()).copied().unwrap_or(planned);
             let added = manifests
                 .iter()
                 .filter(|m| m.carrier == *carrier)
@@ -433,45 +430,47 @@ fn read_held(
             }
         }
         let tracking = filters.maybe_held(carrier, version, keys.tracking_numbers.iter().copied());
-        let mut found: BTreeSet<(String, String, String)> = BTreeSet::new();
+        // The entries found, by manifest: number and arrival date (an entry held by two runs
+        // comes twice).
+        let mut found: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
         runs::lookup(tx, carrier, &tracking, &mut |e| {
-            found.insert((
-                e.manifest_id.to_string(),
-                e.tracking_number.to_string(),
-                e.arrival_date.to_string(),
-            ));
+            found
+                .entry(e.manifest_id.to_string())
+                .or_default()
+                .insert((e.tracking_number.to_string(), e.arrival_date.to_string()));
         })?;
         if found.is_empty() {
             continue;
         }
-        // The packages the found entries' manifests hold now.
-        let ids: BTreeSet<&str> = found.iter().map(|(id, _, _)| id.as_str()).collect();
-        let ids: Vec<&str> = ids.into_iter().collect();
-        let mut live: AHashSet<(String, String, String)> = AHashSet::new();
+        // An entry counts while its manifest still holds the package, with that arrival date.
+        let ids: Vec<&str> = found.keys().map(String::as_str).collect();
         query_in(
             &mut **tx,
             "SELECT manifest_id, contribution FROM manifests WHERE carrier = $1 AND manifest_id IN ($keys)",
             args![*carrier],
             &ids,
             &mut |r| {
-                let id = r.text(0)?;
+                let manifest_id = r.text(0)?;
+                let Some(entries) = found.get(&manifest_id) else {
+                    return Ok(());
+                };
                 for p in packed::packages(&r.text(1)?) {
                     let p = p?;
-                    live.insert((id.clone(), p.tracking_number.to_string(), p.arrival_date.to_string()));
+                    let counts = entries
+                        .iter()
+                        .any(|(t, date)| t == p.tracking_number && date == p.arrival_date);
+                    if counts {
+                        held.packages.push(HeldPackage {
+                            carrier: carrier.to_string(),
+                            tracking_number: p.tracking_number.to_string(),
+                            manifest_id: manifest_id.clone(),
+                            arrival_date: p.arrival_date.to_string(),
+                        });
+                    }
                 }
                 Ok(())
             },
         )?;
-        for (manifest_id, tracking_number, arrival_date) in found {
-            if live.contains(&(manifest_id.clone(), tracking_number.clone(), arrival_date.clone())) {
-                held.packages.push(HeldPackage {
-                    carrier: carrier.to_string(),
-                    tracking_number,
-                    manifest_id,
-                    arrival_date,
-                });
-            }
-        }
     }
     // The earliest other manifest is the one a duplicate's dead letter names.
     held.packages

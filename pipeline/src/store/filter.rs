@@ -133,16 +133,8 @@ pub(super) enum Check {
 }
 
 impl CarrierFilter {
-    /// Adds numbers, growing by a part twice the last when the last is full; returns the bytes
+    /// Adds a number, growing by a part twice the last when the last is full; returns the bytes
     /// it grew by.
-    fn insert<'n>(&mut self, numbers: impl Iterator<Item = &'n str>) -> usize {
-        let mut grown = 0;
-        for t in numbers {
-            grown += self.insert_one(t);
-        }
-        grown
-    }
-
     fn insert_one(&mut self, t: &str) -> usize {
         let last = self.parts.last().expect("a filter has a part");
         let mut grown = 0;
@@ -259,7 +251,7 @@ impl Filters {
         if f.version != planned {
             return;
         }
-        let grown = f.insert(added);
+        let grown = added.map(|t| f.insert_one(t)).sum();
         f.version = version;
         self.grew(carrier, grown);
     }

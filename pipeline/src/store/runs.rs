@@ -34,7 +34,8 @@ pub(super) const FAN_IN: usize = 8;
 /// [`FAN_IN`] + 2 runs (a burst of large batches, then small ones, can leave more for a while).
 const SLICE_FACTOR: usize = 4;
 
-/// A merge's smallest slice, in entries (~0.3 ms): the merges of level 1 end in a batch or two.
+/// A merge's smallest slice, in entries (~0.2 ms, from the ~0.22 µs per entry of the merges timed
+/// in BENCHMARKS.md §4, session 7): the merges of level 1 end in a batch or two.
 /// Each of a carrier's merges under way takes a slice per batch of the carrier; at half rate on
 /// this machine a batch adds ~300 numbers per carrier.
 pub(super) const MIN_SLICE: usize = 1024;
@@ -199,7 +200,6 @@ impl<'c> RunWriter<'c> {
 /// repeats.
 pub(super) struct SortedRun<'c> {
     writer: RunWriter<'c>,
-    entries: i64,
     line: String,
 }
 
@@ -208,7 +208,6 @@ impl<'c> SortedRun<'c> {
     pub(super) fn start(tx: &mut Tx<'_>, carrier: &'c str) -> Result<Self> {
         Ok(SortedRun {
             writer: RunWriter::new(carrier, next_version(tx, carrier)?),
-            entries: 0,
             line: String::new(),
         })
     }
@@ -216,20 +215,18 @@ impl<'c> SortedRun<'c> {
     pub(super) fn push(&mut self, tx: &mut Tx<'_>, e: Entry<'_>) -> Result<()> {
         self.line.clear();
         e.push_line(&mut self.line)?;
-        self.writer.push_line(tx, e.tracking_number, &self.line)?;
-        self.entries += 1;
-        Ok(())
+        self.writer.push_line(tx, e.tracking_number, &self.line)
     }
 
     /// Writes what is left and the run's row, at `level`; returns its id.
     pub(super) fn finish(self, tx: &mut Tx<'_>, level: i64) -> Result<i64> {
-        let id = self.writer.run_id;
-        self.writer.finish(tx, level, self.entries, id)?;
+        let (id, entries) = (self.writer.run_id, self.writer.entries);
+        self.writer.finish(tx, level, entries, id)?;
         Ok(id)
     }
 
     pub(super) fn entries(&self) -> i64 {
-        self.entries
+        self.writer.entries
     }
 }
 
