@@ -893,6 +893,28 @@ fn a_version_3_store_is_migrated(url: &StoreUrl) {
     );
     let others: Vec<&str> = rejections.iter().map(|r| r.other_manifest_id.as_str()).collect();
     assert_eq!(others, ["LH-1", "LH-1"]);
+    // A replay of one of LH-1's packages: the contribution written in the flat format by
+    // schema 3's code is rewritten in the headed one, the other package kept as it was.
+    let corrected = replay("LH", "LH-1", "2026-03-02", 1, accepted("RR100000000DE", &[2500]));
+    assert!(partition.commit(&mut store, vec![corrected]).is_empty());
+    let by_regime: Vec<(String, i64, i64, i64, i64)> = store
+        .totals(None, None)
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.regime, t.packages, t.item_lines, t.value_cents, t.duty_cents))
+        .collect();
+    assert_eq!(
+        by_regime,
+        [
+            ("postal_entry_2026".to_string(), 1, 1, 2500, 250),
+            ("section122_postal_2026".to_string(), 1, 1, 1000, 100),
+        ]
+    );
+    let expected = [("RR000065535DE", 1000, 100), ("RR100000000DE", 2500, 250)];
+    assert_eq!(
+        worksheet(&store, "LH", "2026-03"),
+        expected.map(|(t, v, d)| (t.to_string(), v, d))
+    );
 }
 
 /// Tracking numbers merged from one run into another still count for the 12-month check; an

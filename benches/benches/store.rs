@@ -23,7 +23,7 @@
 //! as for the tests) and stopped at the end. Without either, the PostgreSQL bench is skipped.
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, BatchSize, Criterion, Throughput};
 use dutyflow_loadtest::Generator;
 use dutyflow_operators::risk::AccountHistory;
 use dutyflow_operators::Operators;
@@ -263,10 +263,75 @@ fn postgres(c: &mut Criterion) {
     }
 }
 
+/// A fixed sequence of `batches` full batches (256 manifests) into a fresh SQLite store, the
+/// same for every build (the feed's seed fixes the batches, so the store's merges come at the
+/// same batches too): prints the committing thread's CPU time in all and per batch, and the
+/// bytes the process wrote meanwhile. For comparing two builds run after run, where
+/// criterion's samples, each on a store of a different size, vary more than the change.
+///
+///   DUTYFLOW_BENCH_STORE_BATCHES=80 target/release/deps/store-… --bench
+fn fixed_sequence(batches: usize) {
+    let (manifests, packages) = (BATCH_SIZES[0], BATCH_SIZES[0] * PACKAGES);
+    let mut feed = Feed::new();
+    let mut bench = sqlite_store("fixed");
+    let mut per_batch = Vec::with_capacity(batches);
+    let wrote = bytes_written();
+    for _ in 0..batches {
+        let (ranges, mut records) = feed.next(manifests);
+        let cpu = thread_cpu_ns();
+        let outcome = bench
+            .store
+            .commit_batch(GROUP, &ranges, &mut records, |_, _| Ok(()))
+            .expect("commit failed");
+        per_batch.push(thread_cpu_ns() - cpu);
+        assert_eq!(outcome, CommitOutcome::Committed);
+    }
+    // By every thread (the checkpointer's copies included, as far as they have gone).
+    let written = bytes_written() - wrote;
+    let total: u64 = per_batch.iter().sum();
+    let mut sorted = per_batch.clone();
+    sorted.sort_unstable();
+    let ms = |ns: u64| ns as f64 / 1e6;
+    println!(
+        "store_fixed: {batches} batches of {manifests}x{PACKAGES}: commit thread CPU {:.1} ms in all, {:.2} ms per batch \
+         (median {:.2}, p90 {:.2}, max {:.2}), {:.2} us per package; {:.0} bytes written per package",
+        ms(total),
+        ms(total) / batches as f64,
+        ms(sorted[batches / 2]),
+        ms(sorted[batches * 9 / 10]),
+        ms(sorted[batches - 1]),
+        total as f64 / 1e3 / (batches * packages) as f64,
+        written as f64 / (batches * packages) as f64,
+    );
+}
+
+/// Bytes this process has written (`wchar` of /proc/self/io), 0 where there is none.
+fn bytes_written() -> u64 {
+    let io = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
+    io.lines()
+        .find_map(|l| l.strip_prefix("wchar: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 criterion_group!(wall_time, wall, postgres);
 criterion_group! {
     name = cpu_time;
     config = Criterion::default().with_measurement(ThreadCpu { wall: WallTime });
     targets = cpu
 }
-criterion_main!(wall_time, cpu_time);
+
+fn main() {
+    if let Ok(batches) = std::env::var("DUTYFLOW_BENCH_STORE_BATCHES") {
+        let batches = batches
+            .parse()
+            .ok()
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| panic!("DUTYFLOW_BENCH_STORE_BATCHES must be a count of batches, not {batches:?}"));
+        fixed_sequence(batches);
+        return;
+    }
+    wall_time();
+    cpu_time();
+    Criterion::default().configure_from_args().final_summary();
+}

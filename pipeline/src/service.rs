@@ -1036,7 +1036,10 @@ mod tests {
             }
             let (reached, waited) = waiter.join().unwrap();
             assert!(reached);
-            assert!(waited < Duration::from_secs(30), "round {round}: woken after {waited:?}");
+            assert!(
+                waited < Duration::from_secs(30),
+                "round {round}: woken after {waited:?}"
+            );
         }
     }
 

@@ -3,7 +3,7 @@
 use super::backend::{args, lock_key, Backend, Tx};
 use super::bulk::{query_in, Insert, Pending};
 use super::filter::{Check, Filters};
-use super::packed::{self, Arrival};
+use super::packed::{self, Arrival, Packer};
 use super::records::{AcceptedRecord, CommitOutcome, ManifestRecord, PackageRecord, PartitionRange, StoreRejection};
 use super::runs::{self, Entry};
 use ahash::{AHashMap, AHashSet};
@@ -496,6 +496,8 @@ struct Written<'b> {
     /// Versions the batch adds.
     versions: i64,
     contribution: String,
+    /// Appends to `contribution`.
+    packer: Packer,
 }
 
 /// What a batch's writes change besides its rows.
@@ -532,12 +534,16 @@ fn write_manifests<'b>(
             None => {
                 let stored = held.remove(&(m.carrier.clone(), m.manifest_id.clone()));
                 index.insert(key, written.len());
+                let is_held = stored.is_some();
+                let (packages, mut contribution) = stored.map_or((0, String::new()), |h| (h.packages, h.contribution));
+                let packer = Packer::resume(&mut contribution)?;
                 written.push(Written {
-                    held: stored.is_some(),
+                    held: is_held,
                     latest: m,
-                    packages: stored.as_ref().map_or(0, |h| h.packages),
+                    packages,
                     versions: 0,
-                    contribution: stored.map(|h| h.contribution).unwrap_or_default(),
+                    contribution,
+                    packer,
                 });
                 written.last().filter(|w| w.held).map(|_| written.len() - 1)
             }
@@ -569,7 +575,7 @@ fn write_manifests<'b>(
         let mut accepted = 0;
         for p in &m.packages {
             if let (Some(acc), Some(tracking)) = (&p.accepted, &p.tracking_number) {
-                packed::push_package(&mut w.contribution, tracking, &at, acc)?;
+                w.packer.push(&mut w.contribution, tracking, &at, acc)?;
                 added_numbers.entry(&m.carrier).or_default().push(Entry {
                     tracking_number: tracking,
                     manifest_id: &m.manifest_id,
@@ -664,9 +670,18 @@ fn remove_contribution(
     let replayed: Option<HashSet<&str>> = m
         .replay
         .then(|| m.packages.iter().filter_map(|p| p.tracking_number.as_deref()).collect());
+    // A replay keeps the other packages' lines and every header line (the last one stays the
+    // packer's header in force); an amendment keeps nothing.
     let mut kept = String::with_capacity(if replayed.is_some() { w.contribution.len() } else { 0 });
-    for (line, p) in w.contribution.lines().zip(packed::packages(&w.contribution)) {
-        let p = p?;
+    let mut reader = packed::Reader::default();
+    for line in w.contribution.lines() {
+        let Some(p) = reader.read(line)? else {
+            if replayed.is_some() {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+            continue;
+        };
         if replayed.as_ref().is_some_and(|r| !r.contains(p.tracking_number)) {
             kept.push_str(line);
             kept.push('\n');
@@ -688,6 +703,9 @@ fn remove_contribution(
         deltas.entry(key).or_default().add(-1, d);
     }
     w.contribution = kept;
+    if replayed.is_none() {
+        w.packer = Packer::default();
+    }
     match &replayed {
         Some(r) => {
             let replayed: Vec<&str> = r.iter().copied().collect();

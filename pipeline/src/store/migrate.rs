@@ -7,7 +7,7 @@ use super::backend::{args, lock_key, Backend, Tx};
 use super::bulk::Insert;
 use super::bulk::Pending;
 use super::commit::{method_name, MANIFEST_MONTHS};
-use super::packed::{self, Arrival};
+use super::packed::{Arrival, Packer};
 use super::records::{AcceptedRecord, LineRecord};
 use super::runs;
 use anyhow::{bail, Context, Result};
@@ -161,7 +161,7 @@ fn pack_version_1_rows(tx: &mut Tx<'_>) -> Result<()> {
             .with_context(|| format!("an item line of {key:?} has no package"))?;
         packages[*i].accepted.lines.push(line);
     }
-    let mut contributions: BTreeMap<(&str, &str), String> = BTreeMap::new();
+    let mut contributions: BTreeMap<(&str, &str), (String, Packer)> = BTreeMap::new();
     let mut tracking = Pending::new(&TRACKING_NUMBERS);
     let mut months: BTreeSet<(&str, &str, &str)> = BTreeSet::new();
     for p in &packages {
@@ -171,8 +171,8 @@ fn pack_version_1_rows(tx: &mut Tx<'_>) -> Result<()> {
             trip_number: &p.trip_number,
             port_of_arrival: &p.port_of_arrival,
         };
-        let text = contributions.entry((&p.carrier, &p.manifest_id)).or_default();
-        packed::push_package(text, &p.tracking_number, &at, &p.accepted)?;
+        let (text, packer) = contributions.entry((&p.carrier, &p.manifest_id)).or_default();
+        packer.push(text, &p.tracking_number, &at, &p.accepted)?;
         tracking.push(args![&p.carrier, &p.tracking_number, &p.manifest_id, &p.arrival_date]);
         months.insert((&p.carrier, &p.month, &p.manifest_id));
     }
@@ -182,7 +182,7 @@ fn pack_version_1_rows(tx: &mut Tx<'_>) -> Result<()> {
         manifest_months.push(args![carrier, month, id]);
     }
     manifest_months.flush(&mut **tx)?;
-    for ((carrier, id), text) in &contributions {
+    for ((carrier, id), (text, _)) in &contributions {
         tx.execute(
             "UPDATE manifests SET contribution = $3 WHERE carrier = $1 AND manifest_id = $2",
             args![*carrier, *id, text],

@@ -615,38 +615,83 @@ pub(super) fn lookup(tx: &mut Tx<'_>, carrier: &str, numbers: &[&str], found: &m
         |r| r.int(0),
     )?;
     for run_id in run_ids {
-        // The chunk last read, reused while the numbers fall inside it: its first number, text.
-        let mut held: Option<(String, String)> = None;
+        // The chunk last read, reused while the numbers fall inside it.
+        let mut held: Option<ReadChunk> = None;
         for &number in numbers {
-            let inside = held.as_ref().is_some_and(|(first, chunk)| {
-                first.as_str() <= number
-                    && chunk
-                        .lines()
-                        .next_back()
-                        .is_some_and(|l| l.split('\t').next() >= Some(number))
-            });
-            if !inside {
-                held = tx.first(
-                    "SELECT first_number, entries FROM tracking_run_chunks
-                     WHERE carrier = $1 AND run_id = $2 AND first_number <= $3
-                     ORDER BY first_number DESC LIMIT 1",
-                    args![carrier, run_id, number],
-                    |r| Ok((r.text(0)?, r.text(1)?)),
-                )?;
+            if !held.as_ref().is_some_and(|c| c.covers(number)) {
+                held = tx
+                    .first(
+                        "SELECT first_number, entries FROM tracking_run_chunks
+                         WHERE carrier = $1 AND run_id = $2 AND first_number <= $3
+                         ORDER BY first_number DESC LIMIT 1",
+                        args![carrier, run_id, number],
+                        |r| Ok((r.text(0)?, r.text(1)?)),
+                    )?
+                    .map(|(first, text)| ReadChunk::new(first, text));
             }
-            let Some((_, chunk)) = &held else {
-                continue;
-            };
-            // Lines in key order: the number's lines are together, found by their prefix.
-            let prefix = |line: &str| {
-                line.len() > number.len() && line.as_bytes()[number.len()] == b'\t' && line.starts_with(number)
-            };
-            for line in chunk.lines().skip_while(|l| !prefix(l)).take_while(|l| prefix(l)) {
-                found(Entry::parse(line)?);
+            if let Some(chunk) = &held {
+                for line in chunk.lines_of(number) {
+                    found(Entry::parse(line)?);
+                }
             }
         }
     }
     Ok(())
+}
+
+/// A chunk read for lookups, with where each of its lines starts, so that a number's lines are
+/// found by binary search (lines are in key order, a number's lines together).
+struct ReadChunk {
+    first: String,
+    text: String,
+    /// Where each line starts, and where the text ends.
+    bounds: Vec<usize>,
+}
+
+impl ReadChunk {
+    fn new(first: String, text: String) -> Self {
+        let mut bounds = Vec::with_capacity(CHUNK_ENTRIES + 2);
+        bounds.push(0);
+        bounds.extend(
+            text.bytes()
+                .enumerate()
+                .filter(|&(_, b)| b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        if bounds.last() != Some(&text.len()) {
+            bounds.push(text.len());
+        }
+        ReadChunk { first, text, bounds }
+    }
+
+    fn len(&self) -> usize {
+        self.bounds.len() - 1
+    }
+
+    /// Line `i`, without its newline.
+    fn line(&self, i: usize) -> &str {
+        self.text[self.bounds[i]..self.bounds[i + 1]].trim_end_matches('\n')
+    }
+
+    /// The tracking number of the line that starts at `start`.
+    fn number_from(&self, start: usize) -> &str {
+        let rest = &self.text[start..];
+        rest.find(['\t', '\n']).map_or(rest, |end| &rest[..end])
+    }
+
+    /// Whether `number`'s lines, if the run holds any, are in this chunk.
+    fn covers(&self, number: &str) -> bool {
+        self.first.as_str() <= number && self.len() > 0 && self.number_from(self.bounds[self.len() - 1]) >= number
+    }
+
+    /// The lines of `number`.
+    fn lines_of<'c>(&'c self, number: &'c str) -> impl Iterator<Item = &'c str> + 'c {
+        let starts = &self.bounds[..self.len()];
+        let from = starts.partition_point(|&start| self.number_from(start) < number);
+        (from..self.len())
+            .take_while(move |&i| self.number_from(self.bounds[i]) == number)
+            .map(move |i| self.line(i))
+    }
 }
 
 /// Hands `number` every tracking number of `carrier`'s runs that hold numbers of runs newer
@@ -738,5 +783,31 @@ mod tests {
         for bad in ["", "RR1\tLH-1", "RR1\tLH-1\t2026-03-02\tx", "\tLH-1\t2026-03-02"] {
             assert!(Entry::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_chunk_finds_a_number_s_lines_as_a_scan_does() {
+        // Numbers with one, two or three lines, as a run's chunk holds them (sorted lines).
+        let mut lines: Vec<String> = Vec::new();
+        for n in 0..97u32 {
+            for m in 0..(1 + n % 3) {
+                lines.push(format!("RR{:09}DE\tLH-{m}\t2026-03-0{}", n * 2, 1 + m));
+            }
+        }
+        lines.sort();
+        for ending in ["\n", ""] {
+            let text = lines.join("\n") + ending;
+            let chunk = ReadChunk::new(lines[0].split('\t').next().unwrap().to_string(), text.clone());
+            for n in 0..200u32 {
+                let number = format!("RR{n:09}DE");
+                let scan: Vec<&str> = text.lines().filter(|l| l.split('\t').next() == Some(&number)).collect();
+                let found: Vec<&str> = chunk.lines_of(&number).collect();
+                assert_eq!(found, scan, "{number}, text ending {ending:?}");
+                assert_eq!(chunk.covers(&number), n <= 192, "{number}");
+            }
+        }
+        let empty = ReadChunk::new("RR000000000DE".into(), String::new());
+        assert!(!empty.covers("RR000000000DE"));
+        assert_eq!(empty.lines_of("RR000000000DE").count(), 0);
     }
 }
