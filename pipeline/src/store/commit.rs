@@ -573,6 +573,8 @@ fn write_manifests<'b>(
         // a few): summed here, added to the batch's totals once per manifest.
         let mut added: SmallList<((&str, &'static str), Delta), 2> = SmallList::new();
         let mut accepted = 0;
+        // A package line is ~100 bytes: one allocation for the manifest's, not a doubling run.
+        w.contribution.reserve(m.packages.len() * 128);
         for p in &m.packages {
             if let (Some(acc), Some(tracking)) = (&p.accepted, &p.tracking_number) {
                 w.packer.push(&mut w.contribution, tracking, &at, acc)?;

@@ -1,6 +1,6 @@
 //! Which tracking numbers a carrier certainly does not have in the store: a Bloom filter per
 //! carrier, kept in memory by the process that commits, so that the 12-month duplicate check
-//! reads the store only for the numbers the filter may hold (171 of 100,000 absent numbers in
+//! reads the store only for the numbers the filter may hold (175 of 100,000 absent numbers in
 //! the unit test below), instead of searching every run of the carrier for every number.
 //!
 //! A filter is a cache of the store, trusted only while it is complete. Every run of a carrier's
@@ -275,10 +275,23 @@ impl Filters {
 /// A 64-bit hash of a tracking number (FNV-1a, then a finalizer that spreads every input bit
 /// over the output).
 fn hash(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in s.as_bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    // Eight bytes at a time (a tracking number is one word and a tail), each word mixed in by
+    // a multiply and a rotation, then a finalizer that spreads every input bit over the word:
+    // byte by byte (FNV-1a), the two hashes per number were 4% of the store's CPU.
+    let bytes = s.as_bytes();
+    let mut h = 0x9e37_79b9_7f4a_7c15 ^ bytes.len() as u64;
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let w = u64::from_le_bytes(word.try_into().expect("a chunk of 8"));
+        h = (h ^ w).wrapping_mul(0xff51_afd7_ed55_8ccd).rotate_left(29);
+    }
+    let tail = words.remainder();
+    if !tail.is_empty() {
+        let mut w = [0u8; 8];
+        w[..tail.len()].copy_from_slice(tail);
+        h = (h ^ u64::from_le_bytes(w))
+            .wrapping_mul(0xc4ce_b9fe_1a85_ec53)
+            .rotate_left(29);
     }
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
@@ -316,7 +329,9 @@ mod tests {
         );
         let absent: Vec<String> = (1_000_000..1_100_000).map(number).collect();
         let passed = filters.maybe_held("LH", 4, absent.iter().map(String::as_str)).len();
-        assert!(passed < 2_000, "{passed} of 100,000 absent numbers passed");
+        // ~0.17% by the filter's design (175 with this hash); a hash that spread the numbers'
+        // bits badly would pass many more.
+        assert!(passed < 500, "{passed} of 100,000 absent numbers passed");
     }
 
     #[test]

@@ -65,8 +65,8 @@ pub(crate) struct Arrival<'a> {
 pub(crate) struct Packer {
     /// The header line in force at the end of the text (without its newline); empty if none.
     header: String,
-    /// The next package's header line, built here to compare with `header`.
-    candidate: String,
+    /// Where each of its fields ends in `header` (each starts one byte after the previous end).
+    ends: [usize; 6],
 }
 
 impl Packer {
@@ -108,9 +108,35 @@ impl Packer {
             *contribution = headed;
             return Ok(packer);
         }
-        let last = contribution.lines().rev().find(|l| is_header(l));
-        packer.header = last.unwrap_or_default().to_string();
+        if let Some(last) = contribution.lines().rev().find(|l| is_header(l)) {
+            let mut fields = last.split('\t').skip(1);
+            let header: [&str; 6] = std::array::from_fn(|_| fields.next().unwrap_or_default());
+            packer.set_header(header);
+        }
         Ok(packer)
+    }
+
+    /// Whether `header` is the header in force.
+    fn is_current(&self, header: &[&str; 6]) -> bool {
+        if self.header.is_empty() {
+            return false;
+        }
+        let mut start = HEADER_MARK.len() + 1;
+        header.iter().zip(self.ends).all(|(field, end)| {
+            let same = self.header.get(start..end) == Some(*field);
+            start = end + 1;
+            same
+        })
+    }
+
+    fn set_header(&mut self, header: [&str; 6]) {
+        self.header.clear();
+        self.header.push_str(HEADER_MARK);
+        for (field, end) in header.iter().zip(&mut self.ends) {
+            self.header.push('\t');
+            self.header.push_str(field);
+            *end = self.header.len();
+        }
     }
 
     /// Appends one accepted package. Runs once per accepted package on the commit thread, so it
@@ -173,16 +199,14 @@ impl Packer {
         item_lines: usize,
         lines: impl FnOnce(&mut String),
     ) -> Result<()> {
-        self.candidate.clear();
-        self.candidate.push_str(HEADER_MARK);
-        for field in header {
-            self.candidate.push('\t');
-            self.candidate.push_str(field);
-        }
-        let new_header = self.candidate != self.header;
+        let new_header = !self.is_current(&header);
         let start = out.len();
         if new_header {
-            out.push_str(&self.candidate);
+            out.push_str(HEADER_MARK);
+            for field in header {
+                out.push('\t');
+                out.push_str(field);
+            }
             out.push('\n');
         }
         out.push_str(tracking_number);
@@ -211,7 +235,7 @@ impl Packer {
             bail!("the store cannot keep a package whose line came out with (tabs, commas, newlines) {found:?}, not {expected:?}");
         }
         if new_header {
-            std::mem::swap(&mut self.header, &mut self.candidate);
+            self.set_header(header);
         }
         Ok(())
     }

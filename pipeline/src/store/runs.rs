@@ -652,12 +652,9 @@ impl ReadChunk {
     fn new(first: String, text: String) -> Self {
         let mut bounds = Vec::with_capacity(CHUNK_ENTRIES + 2);
         bounds.push(0);
-        bounds.extend(
-            text.bytes()
-                .enumerate()
-                .filter(|&(_, b)| b == b'\n')
-                .map(|(i, _)| i + 1),
-        );
+        // `match_indices` of a `char` searches with `memchr`: a byte-by-byte scan was a third
+        // of the lookups' time.
+        bounds.extend(text.match_indices('\n').map(|(i, _)| i + 1));
         if bounds.last() != Some(&text.len()) {
             bounds.push(text.len());
         }
