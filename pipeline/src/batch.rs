@@ -11,6 +11,7 @@ use dutyflow_operators::risk::{AccountHistory, Tier};
 use dutyflow_operators::Operators;
 use rayon::prelude::*;
 use rust_decimal::Decimal;
+use smol_str::{SmolStr, ToSmolStr};
 
 /// An input message, detached from the consumer.
 #[derive(Debug, Clone)]
@@ -32,7 +33,7 @@ pub struct Batch {
 #[derive(Debug, Default)]
 pub struct MessageResult {
     /// `assessment/v1` per package (key = tracking number), in package order.
-    pub assessments: Vec<(Option<String>, Vec<u8>)>,
+    pub assessments: Vec<(Option<SmolStr>, Vec<u8>)>,
     pub dead_letters: Vec<DeadLetter>,
     /// Index into `AssessedBatch::records`, when the store records this manifest.
     pub record: Option<usize>,
@@ -205,7 +206,7 @@ fn convert(ops: &Operators, msg: &InputMessage, outcome: &Outcome<'_>) -> (Messa
     for p in &m.packages {
         let mut buf = Vec::with_capacity(768);
         encode::assessment(&mut buf, ops, m, p);
-        let tracking = p.package.tracking_number.map(str::to_string);
+        let tracking = p.package.tracking_number.map(SmolStr::new);
         result.package_starts.push(p.package.raw_start as usize);
         if p.accepted() {
             result.accepted += 1;
@@ -230,21 +231,21 @@ fn convert(ops: &Operators, msg: &InputMessage, outcome: &Outcome<'_>) -> (Messa
         }
         if let Some(r) = record.as_mut() {
             let accepted = p.duty.as_ref().map(|d| AcceptedRecord {
-                regime: ops.rates.regimes[d.regime].id.clone(),
+                regime: SmolStr::new(&ops.rates.regimes[d.regime].id),
                 method: d.method.as_str(),
                 value_cents: cents(d.value_usd),
                 duty_cents: cents(d.total_usd - d.fees_usd),
                 fees_cents: cents(d.fees_usd),
-                rates_version: ops.rates.version.clone(),
+                rates_version: SmolStr::new(&ops.rates.version),
                 lines: d
                     .lines
                     .iter()
                     .map(|l| LineRecord {
                         item: l.item,
-                        origin_country: l.origin.as_str().to_string(),
-                        hts: l.hts.map(str::to_string),
+                        origin_country: SmolStr::new(l.origin.as_str()),
+                        hts: l.hts.map(SmolStr::new),
                         value_cents: cents(l.value_usd),
-                        rate: l.rate.to_string(),
+                        rate: l.rate.to_smolstr(),
                         duty_cents: cents(l.duty_usd),
                     })
                     .collect(),

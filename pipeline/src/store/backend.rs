@@ -41,6 +41,12 @@ impl<'a> From<&'a Option<String>> for Value<'a> {
     }
 }
 
+impl<'a> From<&'a Option<smol_str::SmolStr>> for Value<'a> {
+    fn from(v: &'a Option<smol_str::SmolStr>) -> Self {
+        v.as_deref().into()
+    }
+}
+
 impl From<i64> for Value<'_> {
     fn from(v: i64) -> Self {
         Value::Int(v)

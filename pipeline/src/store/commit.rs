@@ -394,7 +394,7 @@ fn read_held(
             .extend(accepted.filter_map(|p| p.tracking_number.as_deref()));
     }
     for keys in carriers.values_mut() {
-        keys.tracking_numbers.sort_unstable();
+        runs::sort_by_text(&mut keys.tracking_numbers, |t| t);
         keys.tracking_numbers.dedup();
     }
     let mut held = Held::default();

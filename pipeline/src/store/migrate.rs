@@ -122,12 +122,12 @@ fn pack_version_1_rows(tx: &mut Tx<'_>) -> Result<()> {
                 arrival_date: r.text(5)?,
                 month: r.text(6)?,
                 accepted: AcceptedRecord {
-                    regime: r.text(7)?,
+                    regime: r.text(7)?.into(),
                     method: method_name(&r.text(8)?),
                     value_cents: r.int(9)?,
                     duty_cents: r.int(10)?,
                     fees_cents: r.int(11)?,
-                    rates_version: r.text(12)?,
+                    rates_version: r.text(12)?.into(),
                     lines: Vec::new(),
                 },
             })
@@ -146,10 +146,10 @@ fn pack_version_1_rows(tx: &mut Tx<'_>) -> Result<()> {
             let hts = r.text(5)?;
             let line = LineRecord {
                 item: u32::try_from(r.int(3)?)?,
-                origin_country: r.text(4)?,
-                hts: (!hts.is_empty()).then_some(hts),
+                origin_country: r.text(4)?.into(),
+                hts: (!hts.is_empty()).then(|| hts.into()),
                 value_cents: r.int(6)?,
-                rate: r.text(7)?,
+                rate: r.text(7)?.into(),
                 duty_cents: r.int(8)?,
             };
             Ok((key, line))

@@ -239,8 +239,8 @@ impl Store {
                         port_of_arrival: p.port_of_arrival.to_string(),
                         arrival_date: p.arrival_date.to_string(),
                         value_cents: l.value_cents,
-                        origin_country: l.origin_country,
-                        rate: l.rate,
+                        origin_country: l.origin_country.to_string(),
+                        rate: l.rate.to_string(),
                         duty_cents: l.duty_cents,
                     };
                     lines.push((l.item, row));

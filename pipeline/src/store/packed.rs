@@ -221,8 +221,9 @@ impl Packer {
         }
         lines(out);
         out.push('\n');
+        // Tabs, commas and newlines of the header line and the package line.
         let header_line = usize::from(new_header);
-        let expected = (6 * header_line + 4 + item_lines, 5 * item_lines, header_line + 1);
+        let expected = (6 + 1) * header_line + (4 + item_lines) + 5 * item_lines + 1;
         let found = separators(&out.as_bytes()[start..]);
         if found != expected || tracking_number.starts_with(HEADER_MARK) {
             out.truncate(start);
@@ -232,7 +233,7 @@ impl Packer {
             if tracking_number.starts_with(HEADER_MARK) {
                 bail!("the store cannot keep the tracking number {tracking_number:?}: it starts with {HEADER_MARK:?}");
             }
-            bail!("the store cannot keep a package whose line came out with (tabs, commas, newlines) {found:?}, not {expected:?}");
+            bail!("the store cannot keep a package whose line came out with {found} separators, not {expected}");
         }
         if new_header {
             self.set_header(header);
@@ -251,18 +252,13 @@ fn is_header(line: &str) -> bool {
         .is_some_and(|rest| rest.starts_with('\t'))
 }
 
-/// The tabs, commas and newlines in `bytes`.
-fn separators(bytes: &[u8]) -> (usize, usize, usize) {
-    let (mut tabs, mut commas, mut newlines) = (0usize, 0usize, 0usize);
-    for &b in bytes {
-        tabs += usize::from(b == b'\t');
-        commas += usize::from(b == b',');
-        newlines += usize::from(b == b'\n');
-    }
-    (tabs, commas, newlines)
+/// How many bytes of `bytes` are separators of the format (TAB, comma, newline): one count,
+/// which the compiler vectorizes, where three counts or a check per field did not.
+fn separators(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|&&b| b == b'\t' || b == b',' || b == b'\n').count()
 }
 
-/// Appends `v` in decimal.
+/// Appends `v` in decimal: the digits are built on the stack and appended at once.
 fn push_int(out: &mut String, v: i64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
@@ -278,9 +274,8 @@ fn push_int(out: &mut String, v: i64) {
     if v < 0 {
         out.push('-');
     }
-    for &d in &digits[i..] {
-        out.push(char::from(d));
-    }
+    // ASCII digits: always UTF-8.
+    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
 }
 
 /// A field must not hold a separator of the format.
@@ -403,10 +398,10 @@ pub(crate) fn lines(p: &PackedPackage<'_>) -> Result<Vec<LineRecord>> {
             };
             Ok(LineRecord {
                 item: item.parse().with_context(corrupt)?,
-                origin_country: origin.to_string(),
-                hts: (!hts.is_empty()).then(|| hts.to_string()),
+                origin_country: origin.into(),
+                hts: (!hts.is_empty()).then(|| hts.into()),
                 value_cents: value.parse().with_context(corrupt)?,
-                rate: rate.to_string(),
+                rate: rate.into(),
                 duty_cents: duty.parse().with_context(corrupt)?,
             })
         })
@@ -416,6 +411,7 @@ pub(crate) fn lines(p: &PackedPackage<'_>) -> Result<Vec<LineRecord>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use smol_str::SmolStr;
 
     fn line(item: u32, origin: &str, hts: Option<&str>, value: i64, rate: &str, duty: i64) -> LineRecord {
         LineRecord {
@@ -662,10 +658,10 @@ mod tests {
             line(1, "GB", None, 100, "0.155", 16),
         ]);
         for sep in ['\t', ',', '\n'] {
-            let bad = |s: &str| format!("{}{sep}{}", &s[..1], &s[1..]);
+            let bad = |s: &str| -> SmolStr { format!("{}{sep}{}", &s[..1], &s[1..]).into() };
             let mut cases: Vec<(String, Arrival<'static>, AcceptedRecord)> = Vec::new();
             let tracking = "RR473124829DE".to_string();
-            cases.push((bad(&tracking), AT, base.clone()));
+            cases.push((bad(&tracking).to_string(), AT, base.clone()));
             let mut a = base.clone();
             a.regime = bad(&a.regime);
             cases.push((tracking.clone(), AT, a));
@@ -683,7 +679,7 @@ mod tests {
                 a.lines[l].hts = Some(bad("6109100012"));
                 cases.push((tracking.clone(), AT, a));
             }
-            let leaked = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+            let leaked = |s: SmolStr| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
             for field in 0..4 {
                 let mut at = AT;
                 match field {

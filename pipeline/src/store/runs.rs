@@ -97,6 +97,24 @@ fn entries(chunk: &str) -> impl Iterator<Item = Result<Entry<'_>>> {
     chunk.lines().map(Entry::parse)
 }
 
+/// Sorts `items` into their order (`Ord`), whose first key is the text `key` gives: by the
+/// text's first 16 bytes as one integer first, so that nearly every comparison of tracking
+/// numbers (13 bytes) is one integer comparison, not a call to `memcmp` (sorting a batch's
+/// numbers twice was ~12% of the store's instructions).
+pub(super) fn sort_by_text<T: Ord>(items: &mut [T], key: impl Fn(&T) -> &str) {
+    items.sort_unstable_by(|a, b| prefix(key(a)).cmp(&prefix(key(b))).then_with(|| a.cmp(b)));
+}
+
+/// The first 16 bytes of `text`, zero-padded, as a big-endian integer: a smaller integer
+/// means a smaller text (equal integers say nothing).
+fn prefix(text: &str) -> u128 {
+    let bytes = text.as_bytes();
+    let mut head = [0u8; 16];
+    let n = bytes.len().min(16);
+    head[..n].copy_from_slice(&bytes[..n]);
+    u128::from_be_bytes(head)
+}
+
 /// Bumps `carrier`'s `numbers_version` and returns it: the id of the run about to be written.
 fn next_version(tx: &mut Tx<'_>, carrier: &str) -> Result<i64> {
     tx.first(
@@ -240,7 +258,7 @@ pub(super) fn add(
     fan_in: usize,
     min_slice: usize,
 ) -> Result<i64> {
-    entries.sort_unstable();
+    sort_by_text(&mut entries, |e| e.tracking_number);
     entries.dedup();
     let mut run = SortedRun::start(tx, carrier)?;
     for e in &entries {
@@ -806,5 +824,44 @@ mod tests {
         let empty = ReadChunk::new("RR000000000DE".into(), String::new());
         assert!(!empty.covers("RR000000000DE"));
         assert_eq!(empty.lines_of("RR000000000DE").count(), 0);
+    }
+
+    #[test]
+    fn sorting_by_prefix_gives_the_order_of_the_texts() {
+        // Texts that share the first 16 bytes, that are prefixes of one another, that hold a
+        // NUL, and ordinary tracking numbers.
+        let mut texts: Vec<String> = vec![
+            "".into(),
+            "\0".into(),
+            "RR".into(),
+            "RR\0".into(),
+            "RR000000001DE".into(),
+            "RR000000001DEX".into(),
+            "RR000000001DEXYZ1".into(),
+            "RR000000001DEXYZ0".into(),
+            "RR000000001DEXYZ".into(),
+            "RR000000001DE\u{e9}".into(),
+            "ZZ".into(),
+        ];
+        texts.extend((0..500u64).map(|i| format!("RR{:09}DE", (i * 7_919) % 1_000)));
+        let mut by_prefix: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let mut expected = by_prefix.clone();
+        expected.sort_unstable();
+        sort_by_text(&mut by_prefix, |t| t);
+        assert_eq!(by_prefix, expected);
+        // Entries: the number first, then the manifest and the date.
+        let mut entries: Vec<Entry<'_>> = expected
+            .iter()
+            .rev()
+            .map(|t| Entry {
+                tracking_number: t,
+                manifest_id: if t.len() % 2 == 0 { "LH-2" } else { "LH-1" },
+                arrival_date: "2026-03-02",
+            })
+            .collect();
+        let mut sorted = entries.clone();
+        sorted.sort_unstable();
+        sort_by_text(&mut entries, |e| e.tracking_number);
+        assert_eq!(entries, sorted);
     }
 }
