@@ -252,13 +252,14 @@ fn is_header(line: &str) -> bool {
         .is_some_and(|rest| rest.starts_with('\t'))
 }
 
-/// How many bytes of `bytes` are separators of the format (TAB, comma, newline): one count,
-/// which the compiler vectorizes, where three counts or a check per field did not.
+/// How many bytes of `bytes` are separators of the format (TAB, comma, newline), found with
+/// `memchr3` (vectorized), where a check per field or a count per byte took ~10 instructions
+/// per byte.
 fn separators(bytes: &[u8]) -> usize {
-    bytes.iter().filter(|&&b| b == b'\t' || b == b',' || b == b'\n').count()
+    memchr::memchr3_iter(b'\t', b',', b'\n', bytes).count()
 }
 
-/// Appends `v` in decimal: the digits are built on the stack and appended at once.
+/// Appends `v` in decimal.
 fn push_int(out: &mut String, v: i64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
@@ -274,8 +275,9 @@ fn push_int(out: &mut String, v: i64) {
     if v < 0 {
         out.push('-');
     }
-    // ASCII digits: always UTF-8.
-    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
+    for &d in &digits[i..] {
+        out.push(char::from(d));
+    }
 }
 
 /// A field must not hold a separator of the format.
