@@ -311,31 +311,13 @@ impl<'a> Reader<'a> {
             self.header = Some(header);
             return Ok(None);
         }
-        let Some([month, arrival_date, trip_number, port_of_arrival, regime, rates_version]) = self.header else {
+        let Some(header) = self.header else {
             return parse_flat(line).map(Some);
         };
-        let mut fields = line.splitn(6, '\t');
+        let mut fields = line.splitn(3, '\t');
         let mut next = || fields.next().with_context(corrupt);
-        let (tracking_number, method) = (next()?, next()?);
-        let value_cents = next()?.parse().with_context(corrupt)?;
-        let duty_cents = next()?.parse().with_context(corrupt)?;
-        let fees_cents = next()?.parse().with_context(corrupt)?;
-        let lines = fields.next().unwrap_or_default();
-        Ok(Some(PackedPackage {
-            tracking_number,
-            month,
-            arrival_date,
-            trip_number,
-            port_of_arrival,
-            regime,
-            method,
-            rates_version,
-            value_cents,
-            duty_cents,
-            fees_cents,
-            lines,
-            item_lines: count_item_lines(lines),
-        }))
+        let (tracking_number, method, amounts) = (next()?, next()?, next()?);
+        package(line, header, tracking_number, method, amounts).map(Some)
     }
 }
 
@@ -358,16 +340,33 @@ fn count_item_lines(lines: &str) -> i64 {
 /// A line of the flat format.
 fn parse_flat(line: &str) -> Result<PackedPackage<'_>> {
     let corrupt = || format!("a stored contribution line is corrupt: {line:?}");
-    let mut fields = line.splitn(12, '\t');
+    let mut fields = line.splitn(9, '\t');
     let mut next = || fields.next().with_context(corrupt);
     let (tracking_number, month, arrival_date, trip_number, port_of_arrival) =
         (next()?, next()?, next()?, next()?, next()?);
-    let (regime, method, rates_version) = (next()?, next()?, next()?);
+    let (regime, method, rates_version, amounts) = (next()?, next()?, next()?, next()?);
+    let header = [month, arrival_date, trip_number, port_of_arrival, regime, rates_version];
+    package(line, header, tracking_number, method, amounts)
+}
+
+/// A package of `line`, either format: its header's fields, tracking number and method, and
+/// `amounts`, the rest of its line (`value TAB duty TAB fees`, then its item lines, if any).
+fn package<'a>(
+    line: &str,
+    header: [&'a str; 6],
+    tracking_number: &'a str,
+    method: &'a str,
+    amounts: &'a str,
+) -> Result<PackedPackage<'a>> {
+    let corrupt = || format!("a stored contribution line is corrupt: {line:?}");
+    let mut fields = amounts.splitn(4, '\t');
+    let mut next = || fields.next().with_context(corrupt);
     let value_cents = next()?.parse().with_context(corrupt)?;
     let duty_cents = next()?.parse().with_context(corrupt)?;
     let fees_cents = next()?.parse().with_context(corrupt)?;
     // A package without item lines has no field after its fees.
     let lines = fields.next().unwrap_or_default();
+    let [month, arrival_date, trip_number, port_of_arrival, regime, rates_version] = header;
     Ok(PackedPackage {
         tracking_number,
         month,
