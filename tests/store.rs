@@ -279,7 +279,7 @@ fn offsets(store: &Store) -> BTreeMap<i32, i64> {
 
 fn a_batch_adds_its_totals_and_moves_its_offsets(url: &StoreUrl) {
     let mut store = Store::open(url).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 4);
+    assert_eq!(store.schema_version().unwrap(), 5);
     let batch = vec![lh_1_mixed(), single("AF", "AF-1", "2026-04-10", "RR000000004DE", 700)];
     let (outcome, published) = commit(&mut store, &[range(0, -1, 2), range(1, -1, 1)], batch);
     assert_eq!(outcome, CommitOutcome::Committed);
@@ -307,7 +307,7 @@ fn a_batch_adds_its_totals_and_moves_its_offsets(url: &StoreUrl) {
     drop(store);
     // Reopened: the same store, its migrations not applied again.
     let store = Store::open_existing(url).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 4);
+    assert_eq!(store.schema_version().unwrap(), 5);
     assert_eq!(summary(&store), expected);
 }
 
@@ -764,13 +764,14 @@ fn concurrent_opens_migrate_once(url: &StoreUrl) {
         })
         .collect();
     for o in openers {
-        assert_eq!(o.join().unwrap().unwrap(), 4);
+        assert_eq!(o.join().unwrap().unwrap(), 5);
     }
 }
 
 /// Writes `sql` (a store as an older dutyflow left it) into the database at `url`, then opens it,
 /// migrating it.
-fn open_written_by_older(url: &StoreUrl, sql: &str) -> Store {
+/// Runs `sql` on the store's database directly, as another program (or an older dutyflow) would.
+fn execute_directly(url: &StoreUrl, sql: &str) {
     match url {
         StoreUrl::Sqlite(path) => rusqlite::Connection::open(path).unwrap().execute_batch(sql).unwrap(),
         StoreUrl::Postgres(u) => ::postgres::Client::connect(u, ::postgres::NoTls)
@@ -778,7 +779,37 @@ fn open_written_by_older(url: &StoreUrl, sql: &str) -> Store {
             .batch_execute(sql)
             .unwrap(),
     }
+}
+
+/// A manifest's stored contribution, read directly.
+fn stored_contribution(url: &StoreUrl, carrier: &str, id: &str) -> String {
+    let sql = "SELECT contribution FROM manifests WHERE carrier = $1 AND manifest_id = $2";
+    match url {
+        StoreUrl::Sqlite(path) => rusqlite::Connection::open(path)
+            .unwrap()
+            .query_row(&sql.replace('$', "?"), [carrier, id], |r| r.get(0))
+            .unwrap(),
+        StoreUrl::Postgres(u) => ::postgres::Client::connect(u, ::postgres::NoTls)
+            .unwrap()
+            .query_one(sql, &[&carrier, &id])
+            .unwrap()
+            .get(0),
+    }
+}
+
+fn open_written_by_older(url: &StoreUrl, sql: &str) -> Store {
+    execute_directly(url, sql);
     Store::open(url).unwrap()
+}
+
+/// A store a newer dutyflow has migrated (here: a version past this one's) is refused, not
+/// read in a format this dutyflow may not know (version 5's headed contributions, to a
+/// dutyflow of version 4).
+fn a_store_of_a_newer_schema_is_refused(url: &StoreUrl) {
+    drop(Store::open(url).unwrap());
+    execute_directly(url, "INSERT INTO schema_migrations VALUES (99, '2027-01-01 00:00:00')");
+    let err = Store::open(url).err().expect("a store of schema 99 must be refused");
+    assert!(format!("{err:#}").contains("newer than this dutyflow"), "{err:#}");
 }
 
 /// A store written by a dutyflow of schema version 1 (a row per package and per item line):
@@ -805,7 +836,7 @@ fn a_version_1_store_is_migrated(url: &StoreUrl) {
         include_str!("../pipeline/migrations/0001_init.sql")
     );
     let mut store = open_written_by_older(url, &v1);
-    assert_eq!(store.schema_version().unwrap(), 4);
+    assert_eq!(store.schema_version().unwrap(), 5);
     let before = [row("LH 2026-03 ad_valorem", 2, 3, 3500, 350, 1)];
     assert_eq!(summary(&store), before);
     assert_eq!(offsets(&store), BTreeMap::from([(0, 1)]));
@@ -874,7 +905,7 @@ fn version_3_store(url: &StoreUrl) -> String {
 fn a_version_3_store_is_migrated(url: &StoreUrl) {
     let v3 = version_3_store(url);
     let mut store = open_written_by_older(url, &v3);
-    assert_eq!(store.schema_version().unwrap(), 4);
+    assert_eq!(store.schema_version().unwrap(), 5);
     // One run, at the level of its size (8,192 × 8 entries or more: level 2), where it waits for
     // runs as large instead of holding up the merges of the batches' small runs.
     assert_eq!(levels(&store), [(2, 70_002)]);
@@ -895,8 +926,16 @@ fn a_version_3_store_is_migrated(url: &StoreUrl) {
     assert_eq!(others, ["LH-1", "LH-1"]);
     // A replay of one of LH-1's packages: the contribution written in the flat format by
     // schema 3's code is rewritten in the headed one, the other package kept as it was.
+    assert!(!stored_contribution(url, "LH", "LH-1").starts_with('='));
     let corrected = replay("LH", "LH-1", "2026-03-02", 1, accepted("RR100000000DE", &[2500]));
     assert!(partition.commit(&mut store, vec![corrected]).is_empty());
+    assert!(stored_contribution(url, "LH", "LH-1").starts_with("=\t"));
+    let headers = |url: &StoreUrl| {
+        let text = stored_contribution(url, "LH", "LH-1");
+        text.split_terminator('\n').filter(|l| l.starts_with("=\t")).count()
+    };
+    // LH-1's header, and the replayed package's (another regime).
+    assert_eq!(headers(url), 2);
     let by_regime: Vec<(String, i64, i64, i64, i64)> = store
         .totals(None, None)
         .unwrap()
@@ -915,6 +954,16 @@ fn a_version_3_store_is_migrated(url: &StoreUrl) {
         worksheet(&store, "LH", "2026-03"),
         expected.map(|(t, v, d)| (t.to_string(), v, d))
     );
+    // Replayed again, under LH-1's header this time: the header line of the package it
+    // replaces goes with it, so alternating replays do not pile up header lines.
+    let mut under_lh_1 = accepted("RR100000000DE", &[2500]);
+    if let Some(a) = under_lh_1.accepted.as_mut() {
+        a.regime = "section122_postal_2026".into();
+    }
+    let again = replay("LH", "LH-1", "2026-03-02", 1, under_lh_1);
+    assert!(partition.commit(&mut store, vec![again]).is_empty());
+    assert_eq!(headers(url), 1);
+    assert_eq!(summary(&store), [row("LH 2026-03 ad_valorem", 2, 2, 3500, 350, 2)]);
 }
 
 /// Tracking numbers merged from one run into another still count for the 12-month check; an
@@ -1145,6 +1194,7 @@ battery!(
     concurrent_opens_migrate_once,
     a_version_1_store_is_migrated,
     a_version_3_store_is_migrated,
+    a_store_of_a_newer_schema_is_refused,
     merged_tracking_numbers_count_and_go_with_an_amendment,
     tracking_runs_of_many_chunks_merge_and_are_searched,
     a_merge_goes_a_slice_per_batch,

@@ -209,8 +209,9 @@ struct Reports {
     waiting_for: AtomicU64,
     waiter: Mutex<()>,
     reached: Condvar,
-    /// The longest a waiter sleeps before it looks at the count again, so that a second
-    /// waiter, whose target replaced this one's, still sees its count reached.
+    /// The longest a waiter sleeps before it looks at the count again. Signalling is for one
+    /// waiter at a time (the commit thread); should two wait, the one whose target was
+    /// replaced still returns, within a slice of its count being reached.
     slice: Duration,
 }
 
@@ -265,7 +266,10 @@ impl Reports {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         };
-        self.waiting_for.store(0, Ordering::SeqCst);
+        // Only this waiter's target: another waiter's stays.
+        let _ = self
+            .waiting_for
+            .compare_exchange(target, 0, Ordering::SeqCst, Ordering::SeqCst);
         reached
     }
 }
@@ -990,7 +994,8 @@ mod tests {
 
     #[test]
     fn a_wait_for_reports_ends_when_the_count_is_reached_and_not_before() {
-        let reports = Arc::new(Reports::default());
+        // Wait slices of a minute: only the reports' signal ends the first wait in time.
+        let reports = Arc::new(Reports::with_slice(Duration::from_secs(60)));
         assert!(reports.wait_for(0, Duration::ZERO), "nothing to wait for");
         let reporter = {
             let reports = reports.clone();

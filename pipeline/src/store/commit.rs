@@ -672,21 +672,21 @@ fn remove_contribution(
     let replayed: Option<HashSet<&str>> = m
         .replay
         .then(|| m.packages.iter().filter_map(|p| p.tracking_number.as_deref()).collect());
-    // A replay keeps the other packages' lines and every header line (the last one stays the
-    // packer's header in force); an amendment keeps nothing.
+    // A replay keeps the other packages' lines, each under its header line (a header line only
+    // when a kept package follows it); an amendment keeps nothing.
     let mut kept = String::with_capacity(if replayed.is_some() { w.contribution.len() } else { 0 });
     let mut reader = packed::Reader::default();
-    for line in w.contribution.lines() {
+    let mut header = None;
+    for line in w.contribution.split_terminator('\n') {
         let Some(p) = reader.read(line)? else {
-            if replayed.is_some() {
-                kept.push_str(line);
-                kept.push('\n');
-            }
+            header = Some(line);
             continue;
         };
         if replayed.as_ref().is_some_and(|r| !r.contains(p.tracking_number)) {
-            kept.push_str(line);
-            kept.push('\n');
+            for line in header.take().into_iter().chain([line]) {
+                kept.push_str(line);
+                kept.push('\n');
+            }
             continue;
         }
         let key = (
@@ -705,9 +705,8 @@ fn remove_contribution(
         deltas.entry(key).or_default().add(-1, d);
     }
     w.contribution = kept;
-    if replayed.is_none() {
-        w.packer = Packer::default();
-    }
+    // The header in force is now the last one kept, if any.
+    w.packer = Packer::resume(&mut w.contribution)?;
     match &replayed {
         Some(r) => {
             let replayed: Vec<&str> = r.iter().copied().collect();

@@ -41,6 +41,7 @@ const MIGRATIONS: &[(i64, &str, Option<Step>)] = &[
         include_str!("../../migrations/0004_tracking_runs.sql"),
         Some(tracking_numbers_into_runs),
     ),
+    (5, include_str!("../../migrations/0005_headed_contributions.sql"), None),
 ];
 
 /// Version 2's accepted tracking numbers (until version 4).

@@ -7,7 +7,8 @@
 //! and for page 2 of the worksheet.
 //!
 //! Two formats, told apart by the text's first byte:
-//! - **headed** (written since store version 5's code; starts with `=`): a header line
+//! - **headed** (written since store version 5, `migrations/0005_headed_contributions.sql`;
+//!   starts with `=`): a header line
 //!   `= TAB month TAB arrival_date TAB trip_number TAB port_of_arrival TAB regime TAB
 //!   rates_version` holds for the package lines after it, up to the next header line; a package
 //!   line is `tracking_number TAB method TAB value TAB duty TAB fees`, then one TAB-separated
@@ -108,7 +109,7 @@ impl Packer {
             *contribution = headed;
             return Ok(packer);
         }
-        if let Some(last) = contribution.lines().rev().find(|l| is_header(l)) {
+        if let Some(last) = contribution.split_terminator('\n').rev().find(|l| is_header(l)) {
             let mut fields = last.split('\t').skip(1);
             let header: [&str; 6] = std::array::from_fn(|_| fields.next().unwrap_or_default());
             packer.set_header(header);
@@ -324,8 +325,9 @@ impl<'a> Reader<'a> {
 /// The packages of a contribution, in the order they were added.
 pub(crate) fn packages(contribution: &str) -> impl Iterator<Item = Result<PackedPackage<'_>>> {
     let mut reader = Reader::default();
+    // Lines end at a newline only (`str::lines` would also take a CR off a field's end).
     contribution
-        .lines()
+        .split_terminator('\n')
         .filter_map(move |line| reader.read(line).transpose())
 }
 
@@ -704,6 +706,25 @@ mod tests {
         let mut out = String::new();
         push_package(&mut out, "RR473124829DE", &AT, &base).unwrap();
         assert_eq!(packages(&out).count(), 1);
+    }
+
+    #[test]
+    fn a_carriage_return_at_a_field_s_end_comes_back() {
+        let mut a = accepted(vec![line(0, "CN", None, 100, "0.10", 10)]);
+        a.rates_version = "v1\r".into();
+        let mut text = String::new();
+        push_package(&mut text, "RR473124829DE", &AT, &a).unwrap();
+        push_package(&mut text, "RR000000000DE\r", &AT, &a).unwrap();
+        let got: Vec<PackedPackage<'_>> = packages(&text).collect::<Result<_>>().unwrap();
+        assert_eq!(got[0].rates_version, "v1\r");
+        assert_eq!(got[1].tracking_number, "RR000000000DE\r");
+        // And the packer resumed on the text sees its header in force, CR included.
+        let mut resumed = text.clone();
+        push_package(&mut resumed, "RR000000001DE", &AT, &a).unwrap();
+        assert_eq!(
+            resumed.len() - text.len(),
+            "RR000000001DE\tad_valorem\t100\t10\t0\t0,CN,,100,0.10,10\n".len()
+        );
     }
 
     #[test]

@@ -1,0 +1,9 @@
+-- dutyflow store, version 5: no table changes. From this version on, `manifests.contribution`
+-- may be written in the *headed* format (pipeline/src/store/packed.rs): a header line
+--   = TAB month TAB arrival_date TAB trip_number TAB port_of_arrival TAB regime TAB rates_version
+-- holds for the package lines after it,
+--   tracking_number TAB method TAB value TAB duty TAB fees
+-- each followed by one TAB-separated field per item line (as in version 2). Contributions in
+-- version 2's flat format stay as they are and are rewritten headed when a batch next changes
+-- their manifest. The version exists so that a dutyflow older than this format, which would
+-- read a header line as a corrupt package line, refuses the store at start-up instead.
