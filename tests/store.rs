@@ -787,7 +787,7 @@ fn stored_contribution(url: &StoreUrl, carrier: &str, id: &str) -> String {
     match url {
         StoreUrl::Sqlite(path) => rusqlite::Connection::open(path)
             .unwrap()
-            .query_row(&sql.replace('$', "?"), [carrier, id], |r| r.get(0))
+            .query_row(sql, [carrier, id], |r| r.get(0))
             .unwrap(),
         StoreUrl::Postgres(u) => ::postgres::Client::connect(u, ::postgres::NoTls)
             .unwrap()

@@ -289,7 +289,7 @@ fn fixed_sequence(batches: usize) {
     // By every thread (the checkpointer's copies included, as far as they have gone).
     let written = bytes_written() - wrote;
     let total: u64 = per_batch.iter().sum();
-    let mut sorted = per_batch.clone();
+    let mut sorted = per_batch;
     sorted.sort_unstable();
     let ms = |ns: u64| ns as f64 / 1e6;
     println!(

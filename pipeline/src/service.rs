@@ -178,10 +178,6 @@ impl GroupContext {
 /// Waiting on these counters instead of `flush()` matters: with a threaded producer the
 /// delivery reports are served by the producer's own thread, and `flush()` then sleeps in
 /// 100 ms polls that never see an event, which would cost every batch 100 ms.
-///
-/// A report is counted with one atomic add; the condition variable is signalled only when a
-/// waiter's count is reached. (Signalling every report cost a `futex` call per output message,
-/// ~13,000 per batch flat out, on the producer's polling thread.)
 #[derive(Default)]
 pub struct DeliveryContext {
     failed: AtomicU64,

@@ -28,6 +28,7 @@
 
 use super::records::{AcceptedRecord, LineRecord};
 use anyhow::{bail, Context, Result};
+use smol_str::SmolStr;
 
 /// The first field of a header line.
 const HEADER_MARK: &str = "=";
@@ -64,10 +65,8 @@ pub(crate) struct Arrival<'a> {
 /// when a package's header differs from the one in force.
 #[derive(Default)]
 pub(crate) struct Packer {
-    /// The header line in force at the end of the text (without its newline); empty if none.
-    header: String,
-    /// Where each of its fields ends in `header` (each starts one byte after the previous end).
-    ends: [usize; 6],
+    /// The fields of the header line in force at the end of the text; `None` before any.
+    header: Option<[SmolStr; 6]>,
 }
 
 impl Packer {
@@ -78,7 +77,7 @@ impl Packer {
         if contribution.is_empty() {
             return Ok(packer);
         }
-        if !is_headed(contribution) {
+        if !is_header(contribution) {
             let mut headed = String::with_capacity(contribution.len());
             for p in packages(contribution) {
                 let p = p?;
@@ -110,34 +109,11 @@ impl Packer {
             return Ok(packer);
         }
         if let Some(last) = contribution.split_terminator('\n').rev().find(|l| is_header(l)) {
-            let mut fields = last.split('\t').skip(1);
-            let header: [&str; 6] = std::array::from_fn(|_| fields.next().unwrap_or_default());
-            packer.set_header(header);
+            let mut reader = Reader::default();
+            reader.read(last)?;
+            packer.header = reader.header.map(|h| h.map(SmolStr::new));
         }
         Ok(packer)
-    }
-
-    /// Whether `header` is the header in force.
-    fn is_current(&self, header: &[&str; 6]) -> bool {
-        if self.header.is_empty() {
-            return false;
-        }
-        let mut start = HEADER_MARK.len() + 1;
-        header.iter().zip(self.ends).all(|(field, end)| {
-            let same = self.header.get(start..end) == Some(*field);
-            start = end + 1;
-            same
-        })
-    }
-
-    fn set_header(&mut self, header: [&str; 6]) {
-        self.header.clear();
-        self.header.push_str(HEADER_MARK);
-        for (field, end) in header.iter().zip(&mut self.ends) {
-            self.header.push('\t');
-            self.header.push_str(field);
-            *end = self.header.len();
-        }
     }
 
     /// Appends one accepted package. Runs once per accepted package on the commit thread, so it
@@ -200,7 +176,10 @@ impl Packer {
         item_lines: usize,
         lines: impl FnOnce(&mut String),
     ) -> Result<()> {
-        let new_header = !self.is_current(&header);
+        let new_header = self
+            .header
+            .as_ref()
+            .is_none_or(|current| current.iter().zip(header).any(|(c, h)| c != h));
         let start = out.len();
         if new_header {
             out.push_str(HEADER_MARK);
@@ -213,11 +192,8 @@ impl Packer {
         out.push_str(tracking_number);
         out.push('\t');
         out.push_str(method);
-        out.push('\t');
-        for (i, amount) in amounts.into_iter().enumerate() {
-            if i > 0 {
-                out.push('\t');
-            }
+        for amount in amounts {
+            out.push('\t');
             push_int(out, amount);
         }
         lines(out);
@@ -237,17 +213,13 @@ impl Packer {
             bail!("the store cannot keep a package whose line came out with {found} separators, not {expected}");
         }
         if new_header {
-            self.set_header(header);
+            self.header = Some(header.map(SmolStr::new));
         }
         Ok(())
     }
 }
 
-/// Whether a contribution is in the headed format.
-fn is_headed(contribution: &str) -> bool {
-    contribution.starts_with(HEADER_MARK)
-}
-
+/// Whether a line is a header line (and a contribution that starts with one is headed).
 fn is_header(line: &str) -> bool {
     line.strip_prefix(HEADER_MARK)
         .is_some_and(|rest| rest.starts_with('\t'))
@@ -414,7 +386,6 @@ pub(crate) fn lines(p: &PackedPackage<'_>) -> Result<Vec<LineRecord>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use smol_str::SmolStr;
 
     fn line(item: u32, origin: &str, hts: Option<&str>, value: i64, rate: &str, duty: i64) -> LineRecord {
         LineRecord {

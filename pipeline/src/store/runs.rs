@@ -116,12 +116,11 @@ fn prefix(text: &str) -> u128 {
         // The last 8 bytes, shifted left past the ones the first word holds.
         n @ 9..=15 => (word(0), word(n - 8) << ((16 - n) * 8)),
         8 => (word(0), 0),
-        n => {
+        _ => {
             let mut hi = 0u64;
             for (i, &byte) in b.iter().enumerate() {
                 hi |= u64::from(byte) << ((7 - i) * 8);
             }
-            debug_assert!(n < 8);
             (hi, 0)
         }
     };
@@ -652,13 +651,13 @@ pub(super) fn lookup(tx: &mut Tx<'_>, carrier: &str, numbers: &[&str], found: &m
             if !held.as_ref().is_some_and(|c| c.covers(number)) {
                 held = tx
                     .first(
-                        "SELECT first_number, entries FROM tracking_run_chunks
+                        "SELECT entries FROM tracking_run_chunks
                          WHERE carrier = $1 AND run_id = $2 AND first_number <= $3
                          ORDER BY first_number DESC LIMIT 1",
                         args![carrier, run_id, number],
-                        |r| Ok((r.text(0)?, r.text(1)?)),
+                        |r| r.text(0),
                     )?
-                    .map(|(first, text)| ReadChunk::new(first, text));
+                    .map(ReadChunk::new);
             }
             if let Some(chunk) = &held {
                 for line in chunk.lines_of(number) {
@@ -673,14 +672,13 @@ pub(super) fn lookup(tx: &mut Tx<'_>, carrier: &str, numbers: &[&str], found: &m
 /// A chunk read for lookups, with where each of its lines starts, so that a number's lines are
 /// found by binary search (lines are in key order, a number's lines together).
 struct ReadChunk {
-    first: String,
     text: String,
     /// Where each line starts, and where the text ends.
     bounds: Vec<usize>,
 }
 
 impl ReadChunk {
-    fn new(first: String, text: String) -> Self {
+    fn new(text: String) -> Self {
         let mut bounds = Vec::with_capacity(CHUNK_ENTRIES + 2);
         bounds.push(0);
         // `memchr_iter`: vectorized; a byte-by-byte scan was a third of the lookups' time, and
@@ -689,7 +687,7 @@ impl ReadChunk {
         if bounds.last() != Some(&text.len()) {
             bounds.push(text.len());
         }
-        ReadChunk { first, text, bounds }
+        ReadChunk { text, bounds }
     }
 
     fn len(&self) -> usize {
@@ -707,9 +705,10 @@ impl ReadChunk {
         rest.find(['\t', '\n']).map_or(rest, |end| &rest[..end])
     }
 
-    /// Whether `number`'s lines, if the run holds any, are in this chunk.
+    /// Whether `number`'s lines, if the run holds any, are in this chunk (a chunk is keyed by
+    /// its first line's number, and the next chunk starts with a greater one).
     fn covers(&self, number: &str) -> bool {
-        self.first.as_str() <= number && self.len() > 0 && self.number_from(self.bounds[self.len() - 1]) >= number
+        self.len() > 0 && self.number_from(0) <= number && self.number_from(self.bounds[self.len() - 1]) >= number
     }
 
     /// The lines of `number`.
@@ -825,7 +824,7 @@ mod tests {
         lines.sort();
         for ending in ["\n", ""] {
             let text = lines.join("\n") + ending;
-            let chunk = ReadChunk::new(lines[0].split('\t').next().unwrap().to_string(), text.clone());
+            let chunk = ReadChunk::new(text.clone());
             for n in 0..200u32 {
                 let number = format!("RR{n:09}DE");
                 let scan: Vec<&str> = text.lines().filter(|l| l.split('\t').next() == Some(&number)).collect();
@@ -834,7 +833,7 @@ mod tests {
                 assert_eq!(chunk.covers(&number), n <= 192, "{number}");
             }
         }
-        let empty = ReadChunk::new("RR000000000DE".into(), String::new());
+        let empty = ReadChunk::new(String::new());
         assert!(!empty.covers("RR000000000DE"));
         assert_eq!(empty.lines_of("RR000000000DE").count(), 0);
     }
