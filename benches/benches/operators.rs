@@ -83,6 +83,35 @@ fn decode(c: &mut Criterion) {
     group.finish();
 }
 
+/// The floor the decided parser sets: the copy simd-json rewrites and its two stages
+/// (`fill_tape`), nothing of ours. Run in the same process as `core`, so that the two compare as
+/// a ratio: whatever the machine, the core cannot run faster than this.
+fn parser_floor(c: &mut Criterion) {
+    let inputs = inputs();
+    let mut buffers = simd_json::Buffers::new(64 * 1024);
+    let mut scratch: Vec<u8> = Vec::new();
+    let mut kept: simd_json::Tape<'static> = simd_json::Tape(Vec::new());
+    let mut nodes = 0usize;
+    let mut group = c.benchmark_group("simd_json_floor");
+    group.throughput(Throughput::Elements(PACKAGES as u64));
+    let mut i = 0usize;
+    group.bench_function("manifest50", |b| {
+        b.iter(|| {
+            let raw = &inputs[i % ROTATION];
+            i += 1;
+            scratch.clear();
+            scratch.extend_from_slice(black_box(raw));
+            // The tape's allocation is reused, as the decoder reuses it.
+            let mut tape = std::mem::replace(&mut kept, simd_json::Tape(Vec::new())).reset();
+            simd_json::fill_tape(scratch.as_mut_slice(), &mut buffers, &mut tape).expect("generated manifests parse");
+            nodes += tape.0.len();
+            kept = tape.reset();
+            black_box(nodes)
+        })
+    });
+    group.finish();
+}
+
 /// Writing `assessment/v1` lines from outcomes computed beforehand.
 fn encode(c: &mut Criterion) {
     let ops = load_operators();
@@ -198,6 +227,6 @@ criterion_group! {
         .sample_size(20)
         .warm_up_time(Duration::from_secs(2))
         .measurement_time(Duration::from_secs(5));
-    targets = core, decode, operators, encode
+    targets = core, parser_floor, decode, operators, encode
 }
 criterion_main!(operator_benches);

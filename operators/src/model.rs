@@ -101,31 +101,30 @@ impl Package<'_> {
     }
 }
 
-/// A stable 64-bit key of normalised text parts (FNV-1a over lowercase alphanumerics), so
-/// `"Textil Versand GmbH"` and `"TEXTIL  VERSAND GMBH"` are one account.
+/// A stable 64-bit key of normalised text parts, so `"Textil Versand GmbH"` and
+/// `"TEXTIL  VERSAND GMBH"` are one account.
+///
+/// The parts are normalised to their *canonical bytes*: each char lowercased (Unicode rules),
+/// only alphanumerics kept, in UTF-8, and a 0x1f after each part (so `["ab", "c"]` and
+/// `["a", "bc"]` differ). The key is a hash of those bytes. Keys live only in memory (account
+/// history, consignee counts), so the hash may change between releases; the canonical bytes
+/// are what make two spellings one account.
 pub fn account_key(parts: &[&str]) -> u64 {
-    let mut h: u64 = FNV_OFFSET;
+    let mut h = KeyHasher::default();
     for part in parts {
         let bytes = part.as_bytes();
         if part.is_ascii() {
             for &b in bytes {
                 // The same byte Unicode lowercasing gives for an ASCII char (0: not kept).
-                let lower = ASCII_KEY[usize::from(b)];
-                if lower != 0 {
-                    h = fnv(h, lower);
-                }
+                h.push_or_skip(ASCII_KEY[usize::from(b)]);
             }
-            h = fnv(h, 0x1f);
+            h.push(PART_END);
             continue;
         }
         let mut i = 0;
         while let Some(&b) = bytes.get(i) {
             if b.is_ascii() {
-                // The same byte Unicode lowercasing gives for an ASCII char (0: not kept).
-                let lower = ASCII_KEY[b as usize];
-                if lower != 0 {
-                    h = fnv(h, lower);
-                }
+                h.push_or_skip(ASCII_KEY[usize::from(b)]);
                 i += 1;
             } else if let (0xc3, Some(&second)) = (b, bytes.get(i + 1)) {
                 // U+00C0 to U+00FF (Latin-1 letters): capitals lowercase to +0x20, the others
@@ -134,12 +133,12 @@ pub fn account_key(parts: &[&str]) -> u64 {
                 match second {
                     0x97 | 0xb7 => {}
                     0x80..=0x9e => {
-                        h = fnv(h, 0xc3);
-                        h = fnv(h, second + 0x20);
+                        h.push(0xc3);
+                        h.push(second + 0x20);
                     }
                     _ => {
-                        h = fnv(h, 0xc3);
-                        h = fnv(h, second);
+                        h.push(0xc3);
+                        h.push(second);
                     }
                 }
                 i += 2;
@@ -148,16 +147,19 @@ pub fn account_key(parts: &[&str]) -> u64 {
                 for lower in c.to_lowercase().filter(|c| c.is_alphanumeric()) {
                     let mut buf = [0u8; 4];
                     for &b in lower.encode_utf8(&mut buf).as_bytes() {
-                        h = fnv(h, b);
+                        h.push(b);
                     }
                 }
                 i += c.len_utf8();
             }
         }
-        h = fnv(h, 0x1f);
+        h.push(PART_END);
     }
-    h
+    h.finish()
 }
+
+/// Ends each part in the canonical bytes.
+const PART_END: u8 = 0x1f;
 
 /// For each ASCII byte: itself lowercased if alphanumeric, else 0 (and 0 for every other
 /// byte, so any `u8` indexes it).
@@ -174,11 +176,58 @@ const ASCII_KEY: [u8; 256] = {
     t
 };
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+/// Hashes canonical bytes eight at a time: the bytes are gathered into a word, and each full
+/// word is mixed in by one folded 64 × 64 → 128-bit multiply. Canonical bytes are never 0, so
+/// a part-filled last word tells its own length. Byte-serial FNV-1a (one dependent multiply per
+/// byte) cost ~4% of the operator core; this costs a shift and an OR per byte. Not keyed: like
+/// FNV, it does not resist a sender choosing names to collide.
+#[derive(Default)]
+struct KeyHasher {
+    h: u64,
+    word: u64,
+    filled: u32,
+}
+
+impl KeyHasher {
+    const MUL: u64 = 0x9e37_79b9_7f4a_7c15;
+    const SEED: u64 = 0xcbf2_9ce4_8422_2325;
+
+    /// Appends `b`, unless it is 0 (a byte normalisation drops).
+    #[inline(always)]
+    fn push_or_skip(&mut self, b: u8) {
+        self.word |= u64::from(b) << (8 * self.filled);
+        self.filled += u32::from(b != 0);
+        if self.filled == 8 {
+            self.mix();
+        }
+    }
+
+    /// Appends `b` (never 0).
+    #[inline(always)]
+    fn push(&mut self, b: u8) {
+        debug_assert_ne!(b, 0);
+        self.push_or_skip(b);
+    }
+
+    #[inline(always)]
+    fn mix(&mut self) {
+        self.h = fold_mul(self.h ^ self.word ^ Self::SEED, Self::MUL);
+        self.word = 0;
+        self.filled = 0;
+    }
+
+    fn finish(mut self) -> u64 {
+        if self.filled > 0 {
+            self.mix();
+        }
+        fold_mul(self.h, Self::MUL ^ Self::SEED)
+    }
+}
 
 #[inline(always)]
-fn fnv(h: u64, b: u8) -> u64 {
-    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
 }
 
 #[cfg(test)]
@@ -186,9 +235,10 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// The key as first written: every char lowercased and filtered through Unicode tables.
-    fn unicode_key(parts: &[&str]) -> u64 {
-        let mut h = FNV_OFFSET;
+    /// The canonical bytes as first defined: every char lowercased and filtered through
+    /// Unicode tables, each part ended by 0x1f.
+    fn canonical_bytes(parts: &[&str]) -> Vec<u8> {
+        let mut out = Vec::new();
         for part in parts {
             for c in part
                 .chars()
@@ -196,13 +246,20 @@ mod tests {
                 .filter(|c| c.is_alphanumeric())
             {
                 let mut buf = [0u8; 4];
-                for &b in c.encode_utf8(&mut buf).as_bytes() {
-                    h = fnv(h, b);
-                }
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
             }
-            h = fnv(h, 0x1f);
+            out.push(PART_END);
         }
-        h
+        out
+    }
+
+    /// The key of the canonical bytes, one byte at a time.
+    fn unicode_key(parts: &[&str]) -> u64 {
+        let mut h = KeyHasher::default();
+        for b in canonical_bytes(parts) {
+            h.push(b);
+        }
+        h.finish()
     }
 
     #[test]
@@ -212,6 +269,7 @@ mod tests {
             account_key(&["TEXTIL  VERSAND GMBH", "de"])
         );
         assert_ne!(account_key(&["ab", "c"]), account_key(&["a", "bc"]));
+        assert_ne!(account_key(&["ab"]), account_key(&["ab", ""]));
         assert_eq!(
             account_key(&["Müller & Söhne", "DE"]),
             unicode_key(&["MÜLLER & SÖHNE", "DE"])
@@ -224,6 +282,32 @@ mod tests {
             let s = format!("a{c}B{c}");
             assert_eq!(account_key(&[&s, "DE"]), unicode_key(&[&s, "DE"]), "{c}");
         }
+    }
+
+    /// Distinct canonical bytes of every length 0–40 (so every fill of the last word) give
+    /// distinct keys.
+    #[test]
+    fn distinct_canonical_bytes_give_distinct_keys() {
+        let mut seen = std::collections::HashMap::new();
+        let alphabet = b"a0z9";
+        for len in 0..=40usize {
+            for variant in 0..alphabet.len() {
+                // Words of one repeated letter, and the same with one letter changed at each place.
+                for at in 0..=len {
+                    let mut text: Vec<u8> = vec![b'k'; len];
+                    if at < len {
+                        text[at] = alphabet[variant];
+                    }
+                    let text = String::from_utf8(text).expect("ASCII");
+                    let key = account_key(&[&text]);
+                    let canonical = canonical_bytes(&[&text]);
+                    if let Some(previous) = seen.insert(key, canonical.clone()) {
+                        assert_eq!(previous, canonical, "two texts share a key");
+                    }
+                }
+            }
+        }
+        assert!(seen.len() > 3_000, "{} distinct texts", seen.len());
     }
 
     proptest! {

@@ -172,102 +172,17 @@ impl GroupContext {
     }
 }
 
-/// Producer context: counts deliveries, so a batch can wait for exactly its own messages, and
-/// failures, so a batch can be retried.
+/// Producer context: counts delivery failures, so a batch can be retried.
 ///
-/// Waiting on these counters instead of `flush()` matters: with a threaded producer the
-/// delivery reports are served by the producer's own thread, and `flush()` then sleeps in
-/// 100 ms polls that never see an event, which would cost every batch 100 ms.
+/// The service's producer reports only failures (`delivery.report.only.error`): a report per
+/// output message, ~13,000 per batch flat out, was work for the producer's polling thread
+/// that told nothing new. A batch instead waits until the producer holds no message
+/// ([`wait_all_delivered`]): librdkafka frees an acknowledged message at once, and a failed one
+/// only after its report has run, so an empty producer has reported every failure.
 #[derive(Default)]
 pub struct DeliveryContext {
     failed: AtomicU64,
     last_error: Mutex<Option<String>>,
-    /// Messages queued through [`send`].
-    sent: AtomicU64,
-    /// Delivery reports received (success or failure).
-    reports: Reports,
-}
-
-impl DeliveryContext {
-    /// Waits until every message queued so far has a delivery report; false on timeout.
-    fn wait_all_reported(&self, timeout: Duration) -> bool {
-        self.reports.wait_for(self.sent.load(Ordering::SeqCst), timeout)
-    }
-}
-
-/// A count of delivery reports that a thread can wait on. A report is one atomic add; the
-/// condition variable is signalled only once a waiter's count is reached. (Signalling every
-/// report cost a `futex` call per output message, ~13,000 per batch flat out, on the producer's
-/// polling thread.)
-struct Reports {
-    count: AtomicU64,
-    /// The count a waiter waits for; 0 when nobody waits.
-    waiting_for: AtomicU64,
-    waiter: Mutex<()>,
-    reached: Condvar,
-    /// The longest a waiter sleeps before it looks at the count again. Signalling is for one
-    /// waiter at a time (the commit thread); should two wait, the one whose target was
-    /// replaced still returns, within a slice of its count being reached.
-    slice: Duration,
-}
-
-impl Default for Reports {
-    fn default() -> Self {
-        Reports::with_slice(Duration::from_millis(50))
-    }
-}
-
-impl Reports {
-    fn with_slice(slice: Duration) -> Self {
-        Reports {
-            count: AtomicU64::new(0),
-            waiting_for: AtomicU64::new(0),
-            waiter: Mutex::new(()),
-            reached: Condvar::new(),
-            slice,
-        }
-    }
-
-    fn add_one(&self) {
-        let count = self.count.fetch_add(1, Ordering::SeqCst) + 1;
-        let target = self.waiting_for.load(Ordering::SeqCst);
-        if target != 0 && count >= target {
-            let _guard = self.waiter.lock().unwrap_or_else(|e| e.into_inner());
-            self.reached.notify_all();
-        }
-    }
-
-    /// Waits until the count reaches `target`; false on timeout.
-    fn wait_for(&self, target: u64, timeout: Duration) -> bool {
-        if self.count.load(Ordering::SeqCst) >= target {
-            return true;
-        }
-        let deadline = Instant::now() + timeout;
-        let mut guard = self.waiter.lock().unwrap_or_else(|e| e.into_inner());
-        // Published before the count is read again: a report either sees the target and
-        // signals (it takes the lock, so not before this thread waits), or is seen here.
-        self.waiting_for.store(target, Ordering::SeqCst);
-        let reached = loop {
-            if self.count.load(Ordering::SeqCst) >= target {
-                break true;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                break false;
-            }
-            let slice = (deadline - now).min(self.slice);
-            guard = self
-                .reached
-                .wait_timeout(guard, slice)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        };
-        // Only this waiter's target: another waiter's stays.
-        let _ = self
-            .waiting_for
-            .compare_exchange(target, 0, Ordering::SeqCst, Ordering::SeqCst);
-        reached
-    }
 }
 
 impl ClientContext for DeliveryContext {}
@@ -280,7 +195,6 @@ impl ProducerContext for DeliveryContext {
             metrics::counter!(mx::PRODUCER_ERRORS).increment(1);
             *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
         }
-        self.reports.add_one();
     }
 }
 
@@ -296,6 +210,28 @@ pub fn client_config(settings: &Settings, brokers: &str, defaults: &[(&str, Stri
         c.set(k, v);
     }
     c
+}
+
+/// The service's producer of assessments and dead letters: idempotent, and reporting only
+/// failed deliveries (see [`DeliveryContext`]).
+fn service_producer(settings: &Settings, brokers: &str) -> Result<ThreadedProducer<DeliveryContext>> {
+    client_config(
+        settings,
+        brokers,
+        &[
+            ("enable.idempotence", "true".into()),
+            // A batch's outputs are queued at once and its commit waits for their
+            // acknowledgements: a longer linger only delays them. 1 against 5 ms, two pairs at
+            // 60,000 packages/s (BENCHMARKS.md §4, session 7): publish 4.8-5.5 against 8.1-8.2 ms
+            // per batch, p99 74-88 against 90-113 ms.
+            ("linger.ms", "1".into()),
+            ("compression.type", "lz4".into()),
+            ("message.timeout.ms", "30000".into()),
+            ("delivery.report.only.error", "true".into()),
+        ],
+    )
+    .create_with_context(DeliveryContext::default())
+    .context("cannot create the Kafka producer")
 }
 
 /// Runs the service until `shutdown` is set. `brokers` is the resolved bootstrap list.
@@ -344,22 +280,7 @@ pub fn run(
     consumer
         .subscribe(&[&settings.kafka.input_topic])
         .context("cannot subscribe to the input topic")?;
-    let producer: ThreadedProducer<DeliveryContext> = client_config(
-        settings,
-        brokers,
-        &[
-            ("enable.idempotence", "true".into()),
-            // A batch's outputs are queued at once and its commit waits for their
-            // acknowledgements: a longer linger only delays them. 1 against 5 ms, two pairs at
-            // 60,000 packages/s (BENCHMARKS.md §4, session 7): publish 4.8-5.5 against 8.1-8.2 ms
-            // per batch, p99 74-88 against 90-113 ms.
-            ("linger.ms", "1".into()),
-            ("compression.type", "lz4".into()),
-            ("message.timeout.ms", "30000".into()),
-        ],
-    )
-    .create_with_context(DeliveryContext::default())
-    .context("cannot create the Kafka producer")?;
+    let producer = service_producer(settings, brokers)?;
     let producer = Arc::new(producer);
 
     let cap = settings.pipeline.max_in_flight_batches;
@@ -893,7 +814,7 @@ fn publish(settings: &Settings, producer: &ThreadedProducer<DeliveryContext>, b:
 /// Waits until the broker has acknowledged every output sent, and fails if any delivery failed
 /// since the producer's failure count was `failed_before`.
 fn await_delivery(producer: &ThreadedProducer<DeliveryContext>, failed_before: u64) -> Result<()> {
-    if !producer.context().wait_all_reported(Duration::from_secs(35)) {
+    if !wait_all_delivered(producer, Duration::from_secs(35)) {
         anyhow::bail!("the broker did not acknowledge the batch's outputs within 35 s");
     }
     if producer.context().failed.load(Ordering::SeqCst) != failed_before {
@@ -908,13 +829,28 @@ fn await_delivery(producer: &ThreadedProducer<DeliveryContext>, failed_before: u
     Ok(())
 }
 
+/// Waits until `producer` holds no message (each acknowledged, or failed with its report run;
+/// see [`DeliveryContext`]); false on timeout. Polls the producer's count, sleeping 50 µs at
+/// first and up to 1 ms between looks: the acknowledgements of a batch take milliseconds.
+fn wait_all_delivered(producer: &ThreadedProducer<DeliveryContext>, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_micros(50);
+    loop {
+        if producer.in_flight_count() == 0 {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(1));
+    }
+}
+
 pub fn send<'a>(producer: &ThreadedProducer<DeliveryContext>, mut record: BaseRecord<'a, [u8], [u8]>) -> Result<()> {
     loop {
         match producer.send(record) {
-            Ok(()) => {
-                producer.context().sent.fetch_add(1, Ordering::SeqCst);
-                return Ok(());
-            }
+            Ok(()) => return Ok(()),
             Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
                 record = r;
                 std::thread::sleep(Duration::from_millis(1));
@@ -988,60 +924,43 @@ mod tests {
         p
     }
 
+    /// The wait for a batch's outputs ends only once the broker holds every message, and a
+    /// failed delivery is counted by the time it ends (the producer reports only failures).
     #[test]
-    fn a_wait_for_reports_ends_when_the_count_is_reached_and_not_before() {
-        // Wait slices of a minute: only the reports' signal ends the first wait in time.
-        let reports = Arc::new(Reports::with_slice(Duration::from_secs(60)));
-        assert!(reports.wait_for(0, Duration::ZERO), "nothing to wait for");
-        let reporter = {
-            let reports = reports.clone();
-            std::thread::spawn(move || {
-                for _ in 0..1_000 {
-                    reports.add_one();
-                    if reports.count.load(Ordering::SeqCst) % 100 == 0 {
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                }
-            })
-        };
-        let started = Instant::now();
-        assert!(reports.wait_for(1_000, Duration::from_secs(30)));
-        assert!(reports.count.load(Ordering::SeqCst) >= 1_000);
-        // Woken by the report that reached the count, not by the end of a wait slice.
-        assert!(started.elapsed() < Duration::from_secs(5));
-        reporter.join().unwrap();
-        // A count that is never reached times out, and leaves nobody waiting.
-        let started = Instant::now();
-        assert!(!reports.wait_for(1_001, Duration::from_millis(120)));
-        assert!(started.elapsed() >= Duration::from_millis(120));
-        assert_eq!(reports.waiting_for.load(Ordering::SeqCst), 0);
-    }
-
-    #[test]
-    fn a_waiter_is_woken_by_the_report_it_waits_for() {
-        // Wait slices of a minute: only the report's signal can end these waits in time.
-        let reports = Arc::new(Reports::with_slice(Duration::from_secs(60)));
-        for round in 1..=20u64 {
-            let waiter = {
-                let reports = reports.clone();
-                std::thread::spawn(move || {
-                    let started = Instant::now();
-                    (reports.wait_for(round * 3, Duration::from_secs(120)), started.elapsed())
-                })
-            };
-            while reports.waiting_for.load(Ordering::SeqCst) == 0 {
-                std::thread::yield_now();
-            }
-            for _ in 0..3 {
-                reports.add_one();
-            }
-            let (reached, waited) = waiter.join().unwrap();
-            assert!(reached);
-            assert!(
-                waited < Duration::from_secs(30),
-                "round {round}: woken after {waited:?}"
-            );
+    fn a_batch_waits_for_every_acknowledgement_and_sees_every_failure() {
+        use rdkafka::mocking::MockCluster;
+        use rdkafka::types::RDKafkaApiKey;
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("out", 4, 1).unwrap();
+        let brokers = cluster.bootstrap_servers();
+        let settings = Settings::load(None).unwrap();
+        let producer = service_producer(&settings, &brokers).unwrap();
+        let payload = vec![b'x'; 300];
+        for i in 0..5_000u32 {
+            let key = i.to_string();
+            send(&producer, BaseRecord::to("out").key(key.as_bytes()).payload(&payload[..])).unwrap();
         }
+        assert!(wait_all_delivered(&producer, Duration::from_secs(60)));
+        assert_eq!(producer.context().failed.load(Ordering::SeqCst), 0);
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .unwrap();
+        let held: i64 = (0..4)
+            .map(|p| consumer.fetch_watermarks("out", p, Duration::from_secs(10)).unwrap().1)
+            .sum();
+        assert_eq!(held, 5_000, "the wait ended before the broker held every message");
+
+        // The broker refuses the next produce requests for good: the message fails, and the
+        // wait ends with its failure counted.
+        cluster.request_errors(
+            RDKafkaApiKey::Produce,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 4],
+        );
+        send(&producer, BaseRecord::to("out").key(&b"k"[..]).payload(&payload[..])).unwrap();
+        assert!(wait_all_delivered(&producer, Duration::from_secs(60)));
+        assert_eq!(producer.context().failed.load(Ordering::SeqCst), 1);
+        assert!(producer.context().last_error.lock().unwrap().is_some());
     }
 
     #[test]
