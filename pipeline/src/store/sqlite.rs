@@ -113,6 +113,8 @@ impl Sqlite {
         conn.pragma_update(None, "journal_size_limit", WAL_KEEP_BYTES)?;
         // Checkpoints are the checkpointer's (see the module's documentation).
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // After it: setting `wal_autocheckpoint` replaces the WAL hook.
+        conn.wal_hook(Some(note_wal_frames));
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(Sqlite {
             checkpoints: Checkpoints::NotYet,
@@ -134,6 +136,7 @@ impl Sqlite {
     /// After a commit: wakes the checkpointer, started on the first commit that changed
     /// anything (a connection that only reads, or finds its migrations applied, needs none).
     fn committed(&mut self) {
+        let frames = WAL_FRAMES.with(|f| f.replace(None));
         if self.conn.total_changes() == self.changes_at_begin {
             return;
         }
@@ -148,10 +151,27 @@ impl Sqlite {
             };
         }
         if let Checkpoints::Background(c) = &self.checkpoints {
-            c.shared.lock().commits += 1;
+            let mut p = c.shared.lock();
+            p.commits += 1;
+            if let Some(frames) = frames {
+                p.wal_frames = frames;
+            }
+            drop(p);
             c.shared.changed.notify_all();
         }
     }
+}
+
+thread_local! {
+    /// Frames in the WAL after the last commit on this thread, from SQLite's WAL hook, which
+    /// runs on the committing thread; taken by [`Sqlite::committed`] right after the commit.
+    static WAL_FRAMES: std::cell::Cell<Option<i64>> = const { std::cell::Cell::new(None) };
+}
+
+/// SQLite's WAL hook: called after each commit that wrote frames, with the WAL's frame count.
+fn note_wal_frames(_: &rusqlite::hooks::Wal, frames: std::ffi::c_int) -> rusqlite::Result<()> {
+    WAL_FRAMES.with(|f| f.set(Some(i64::from(frames))));
+    Ok(())
 }
 
 /// What the writer and its checkpointer tell each other.
@@ -161,8 +181,9 @@ struct Progress {
     commits: u64,
     /// Of those, how many the last checkpoint that copied the whole WAL covered.
     copied: u64,
-    /// Frames in the WAL at the last checkpoint; 0 once a writer has waited for it to be
-    /// copied (its transaction starts the WAL over), until the next checkpoint measures it.
+    /// Frames in the WAL after the writer's last commit (SQLite's WAL hook, on the writer's
+    /// own thread, so a checkpointer that falls behind cannot leave it stale); 0 once the writer
+    /// has waited for it to be copied (its next transaction starts the WAL over).
     wal_frames: i64,
     stop: bool,
 }
@@ -274,7 +295,6 @@ fn checkpoint_loop(conn: &Connection, shared: &Shared) {
             // Busy: another connection is checkpointing; try again later.
             Ok((busy, log, copied)) if busy == 0 && log >= 0 => {
                 let mut p = shared.lock();
-                p.wal_frames = log;
                 if copied == log {
                     p.copied = p.copied.max(target);
                 }
