@@ -400,7 +400,7 @@ fn check_assessment(v: &Value) -> Result<(), String> {
             if !e["field"].as_str().is_some_and(|f| f.starts_with('$')) {
                 return Err(format!("field {} is not a JSON path", e["field"]));
             }
-            if !e["message"].as_str().is_some_and(|m| !m.is_empty()) {
+            if e["message"].as_str().is_none_or(str::is_empty) {
                 return Err("empty message".into());
             }
             if e.as_object().map(|o| o.len()) != Some(3) {
@@ -423,7 +423,7 @@ fn check_assessment(v: &Value) -> Result<(), String> {
                 return Err("accepted with errors".into());
             }
             let d = &v["duty"];
-            if !d["regime"].is_string() || !d["rates_version"].as_str().is_some_and(|s| !s.is_empty()) {
+            if !d["regime"].is_string() || d["rates_version"].as_str().is_none_or(str::is_empty) {
                 return Err("duty without regime or rates_version".into());
             }
             if !matches!(d["method"].as_str(), Some("ad_valorem" | "specific" | "exempt")) {
@@ -440,7 +440,7 @@ fn check_assessment(v: &Value) -> Result<(), String> {
                 }
             }
             let r = &v["risk"];
-            if !r["score"].as_u64().is_some_and(|s| s <= 100)
+            if r["score"].as_u64().is_none_or(|s| s > 100)
                 || !matches!(r["tier"].as_str(), Some("low" | "medium" | "high" | "critical"))
                 || !r["reasons"].is_array()
             {

@@ -289,14 +289,13 @@ mod tests {
     #[test]
     fn distinct_canonical_bytes_give_distinct_keys() {
         let mut seen = std::collections::HashMap::new();
-        let alphabet = b"a0z9";
         for len in 0..=40usize {
-            for variant in 0..alphabet.len() {
+            for &letter in b"a0z9" {
                 // Words of one repeated letter, and the same with one letter changed at each place.
                 for at in 0..=len {
                     let mut text: Vec<u8> = vec![b'k'; len];
                     if at < len {
-                        text[at] = alphabet[variant];
+                        text[at] = letter;
                     }
                     let text = String::from_utf8(text).expect("ASCII");
                     let key = account_key(&[&text]);
