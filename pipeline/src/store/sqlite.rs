@@ -98,6 +98,9 @@ pub(crate) struct Sqlite {
     changes_at_begin: u64,
     /// [`WAL_LIMIT_BYTES`], smaller in tests.
     wal_limit_bytes: i64,
+    /// A pause before each of the checkpointer's checkpoints: tests make it fall behind.
+    #[cfg(test)]
+    checkpointer_lag: Duration,
 }
 
 impl Sqlite {
@@ -122,6 +125,8 @@ impl Sqlite {
             path: path.to_path_buf(),
             changes_at_begin: 0,
             wal_limit_bytes: WAL_LIMIT_BYTES,
+            #[cfg(test)]
+            checkpointer_lag: Duration::ZERO,
         })
     }
 
@@ -141,7 +146,11 @@ impl Sqlite {
             return;
         }
         if matches!(self.checkpoints, Checkpoints::NotYet) {
-            self.checkpoints = match Checkpointer::start(&self.path, &self.conn, self.wal_limit_bytes) {
+            #[cfg(test)]
+            let lag = self.checkpointer_lag;
+            #[cfg(not(test))]
+            let lag = Duration::ZERO;
+            self.checkpoints = match Checkpointer::start(&self.path, &self.conn, self.wal_limit_bytes, lag) {
                 Ok(c) => Checkpoints::Background(c),
                 Err(e) => {
                     tracing::warn!(error = %e, store = %self.path.display(), "no background checkpointer; SQLite checkpoints at commit");
@@ -231,7 +240,8 @@ struct Checkpointer {
 }
 
 impl Checkpointer {
-    fn start(path: &Path, writer: &Connection, wal_limit_bytes: i64) -> Result<Self> {
+    /// `lag`: a pause before each checkpoint (zero but in tests).
+    fn start(path: &Path, writer: &Connection, wal_limit_bytes: i64, lag: Duration) -> Result<Self> {
         let page_size: i64 = writer.pragma_query_value(None, "page_size", |r| r.get(0))?;
         let conn = Connection::open(path).with_context(|| format!("cannot open the store {}", path.display()))?;
         conn.busy_timeout(Duration::from_secs(1))?;
@@ -240,7 +250,7 @@ impl Checkpointer {
         let interrupt = conn.get_interrupt_handle();
         let thread = std::thread::Builder::new().name("dutyflow-checkpoint".into()).spawn({
             let shared = shared.clone();
-            move || checkpoint_loop(&conn, &shared)
+            move || checkpoint_loop(&conn, &shared, lag)
         })?;
         Ok(Checkpointer {
             shared,
@@ -265,7 +275,7 @@ impl Drop for Checkpointer {
 
 /// Runs a `PASSIVE` checkpoint after every commit of the writer (and again shortly after one
 /// that could not copy everything), until stopped.
-fn checkpoint_loop(conn: &Connection, shared: &Shared) {
+fn checkpoint_loop(conn: &Connection, shared: &Shared, lag: Duration) {
     let mut done = 0;
     let mut last = Instant::now();
     loop {
@@ -286,6 +296,9 @@ fn checkpoint_loop(conn: &Connection, shared: &Shared) {
                     .0;
             }
         };
+        if !lag.is_zero() {
+            std::thread::sleep(lag);
+        }
         last = Instant::now();
         done = target;
         let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
@@ -470,6 +483,27 @@ mod tests {
             matches!(store.checkpoints, Checkpoints::NotYet),
             "reading starts no checkpointer"
         );
+    }
+
+    /// The writer's wait does not depend on the checkpointer keeping up: with every checkpoint
+    /// 40 ms late, the WAL still stays near its limit (without the WAL hook, the writer went
+    /// by the last checkpoint's stale measurement, and the WAL grew to most of the 16 MiB).
+    #[test]
+    fn the_wal_stays_near_its_limit_when_the_checkpointer_falls_behind() {
+        let db = temp_store("wal-lag");
+        let mut store = Sqlite::open(&db).unwrap();
+        store.wal_limit_bytes = 1 << 20;
+        store.checkpointer_lag = Duration::from_millis(40);
+        store.execute_script("CREATE TABLE t (v BLOB)").unwrap();
+        let mut largest = 0;
+        for _ in 0..128 {
+            write(&mut store, 128 << 10);
+            largest = largest.max(wal_len(&db));
+        }
+        assert!(largest < 3 << 20, "the WAL grew to {largest} bytes");
+        drop(store);
+        assert_eq!(wal_len(&db), 0);
+        let _ = std::fs::remove_dir_all(db.parent().unwrap());
     }
 
     #[test]
