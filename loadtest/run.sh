@@ -8,7 +8,9 @@
 #   1. the null pipeline (consume → copy → produce: the ceiling), flat out, then at half its rate;
 #   2. `dutyflow run` with the exactly-once SQLite store, flat out (its maximum rate);
 #   3. the same service at half that rate (latency);
-# then prints a summary (real/null ratio, p99 at half rate, service RSS) and writes
+# then prints a summary (real/null ratio, p99 at half rate, service RSS, CPU per package: each
+# process's cores in the flat-out step over its rate, steadier from run to run than the rate
+# itself, which also follows what else the machine does) and writes
 # OUT_DIR/summary.json next to each step's report. Every process it started is stopped on exit.
 #
 # "Flat out" keeps at most MAX_BACKLOG packages produced and not yet answered: the mock broker
@@ -134,5 +136,16 @@ jq -n --slurpfile nm "$OUT/null-max.json" --slurpfile nh "$OUT/null-half.json" \
     service_rss_steady_halves_mib: [$sm[0].service.rss_steady_first_half_max_mib, $sm[0].service.rss_steady_second_half_max_mib],
     service_cpu_cores: $sm[0].service.cpu_cores_steady, broker_cpu_cores: $sm[0].broker_cpu_cores_steady,
     loadtest_cpu_cores: $sm[0].loadtest_cpu_cores_steady,
+    service_half_cpu_cores: $sh[0].service.cpu_cores_steady,
+    cpu_us_per_package: (
+        def per_package(cores; rate): if cores == null or rate == null or rate == 0 then null
+            else (cores / rate * 1e8 | round / 100) end;
+        $sm[0].throughput.steady_packages_per_s as $r
+        | {service: per_package($sm[0].service.cpu_cores_steady; $r),
+           all_processes: per_package(
+               if [$sm[0].service.cpu_cores_steady, $sm[0].broker_cpu_cores_steady, $sm[0].loadtest_cpu_cores_steady] | any(. == null)
+               then null
+               else $sm[0].service.cpu_cores_steady + $sm[0].broker_cpu_cores_steady + $sm[0].loadtest_cpu_cores_steady end; $r),
+           service_half_rate: per_package($sh[0].service.cpu_cores_steady; $sh[0].throughput.steady_packages_per_s)}),
     complete: ($nm[0].complete and $nh[0].complete and $sm[0].complete and $sh[0].complete)
 }' | tee "$OUT/summary.json"
