@@ -203,9 +203,14 @@ fn convert(ops: &Operators, msg: &InputMessage, outcome: &Outcome<'_>) -> (Messa
     // none).
     let last_start = m.packages.last().map(|p| p.package.raw_start as usize);
     let mut array = None;
+    // The manifest's part of every assessment, and the text its packages share, written once.
+    let mut head = Vec::with_capacity(256);
+    encode::manifest_part(&mut head, m);
+    let mut text = encode::ManifestText::default();
     for p in &m.packages {
-        let mut buf = Vec::with_capacity(768);
-        encode::assessment(&mut buf, ops, m, p);
+        let mut buf = Vec::with_capacity(head.len() + 640);
+        buf.extend_from_slice(&head);
+        encode::package_part_with(&mut buf, ops, p, &mut text);
         let tracking = p.package.tracking_number.map(SmolStr::new);
         result.package_starts.push(p.package.raw_start as usize);
         if p.accepted() {
@@ -384,6 +389,50 @@ mod tests {
             b.results.push(result);
         }
         b
+    }
+
+    /// Each package's assessment is what the operators' encoder writes for it alone, though the
+    /// manifest's part is written once per message.
+    #[test]
+    fn assessments_are_the_encoders_whatever_is_shared() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        let ops = Operators::load(&dir).unwrap();
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/examples");
+        let mut messages = Vec::new();
+        for name in ["manifest-valid.jsonl", "manifest-bad-packages.jsonl"] {
+            let text = std::fs::read(fixtures.join(name)).unwrap();
+            for (offset, line) in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()).enumerate() {
+                messages.push(InputMessage {
+                    source: Source {
+                        topic: "manifests".into(),
+                        partition: 0,
+                        offset: offset as i64,
+                        key: None,
+                        replay_count: 0,
+                    },
+                    payload: line.to_vec(),
+                    timestamp_ms: None,
+                });
+            }
+        }
+        let mut decoder = Decoder::default();
+        let mut history = AccountHistory::default();
+        let mut compared = 0;
+        for msg in &messages {
+            let mut scratch = Vec::new();
+            let mut outcome = ops.assess_message(&mut decoder, &msg.payload, &mut scratch);
+            ops.apply_history(&mut history, &mut outcome);
+            let Outcome::Manifest(m) = &outcome else { continue };
+            let (result, _) = convert(&ops, msg, &outcome);
+            assert_eq!(result.assessments.len(), m.packages.len());
+            for (p, (_, written)) in m.packages.iter().zip(&result.assessments) {
+                let mut alone = Vec::new();
+                encode::assessment(&mut alone, &ops, m, p);
+                assert_eq!(String::from_utf8_lossy(written), String::from_utf8_lossy(&alone));
+                compared += 1;
+            }
+        }
+        assert!(compared >= 4, "{compared} assessments compared");
     }
 
     #[test]
