@@ -19,8 +19,10 @@
 # the packages done) and the service's RSS every second (service.rss_series_mib).
 #
 # Environment: BIN_DIR, TANSU (tansu on PATH), STORAGE (memory://tansu/), PACKAGES (10000000),
-# PARTITIONS (16), PORT (19092), SEED (2030), FETCH_WAIT_MS (10, as in run.sh), DUTYFLOW_*
-# (passed to the service).
+# PARTITIONS (16), PORT (19092), SEED (2030), FETCH_WAIT_MS (10, as in run.sh),
+# METRICS_LISTEN (127.0.0.1:19465; the service's /metrics, scraped once the backlog is drained
+# into OUT_DIR/service.prom, and loadtest/stages.py prints where the drain's time went),
+# DUTYFLOW_* (passed to the service).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -68,7 +70,7 @@ done
 echo "== $PACKAGES packages produced in $(($(date +%s) - t0)) s; starting the service"
 
 DUTYFLOW_KAFKA_BROKERS=$brokers DUTYFLOW_KAFKA_GROUP_ID=dutyflow-backlog \
-    DUTYFLOW_STORE_URL="sqlite://$OUT/store.db" DUTYFLOW_METRICS_LISTEN="" \
+    DUTYFLOW_STORE_URL="sqlite://$OUT/store.db" DUTYFLOW_METRICS_LISTEN="${METRICS_LISTEN:-127.0.0.1:19465}" \
     DUTYFLOW_CONFIG_DIR=${DUTYFLOW_CONFIG_DIR:-$here/config} DUTYFLOW_RDKAFKA_FETCH_WAIT_MAX_MS=$FETCH_WAIT_MS \
     "$dutyflow" run >"$OUT/service.log" 2>&1 &
 service_pid=$!
@@ -77,6 +79,13 @@ echo "$service_pid" >"$OUT/service.pid"
 status=0
 wait "$loadtest_pid" || status=$?
 tr '\r' '\n' <"$OUT/loadtest.progress" | tail -3
+if curl -fsS --max-time 10 "http://${METRICS_LISTEN:-127.0.0.1:19465}/metrics" >"$OUT/service.prom"; then
+    echo "== where the drain's time went (per batch or store commit)"
+    python3 "$here/loadtest/stages.py" /dev/null "$OUT/service.prom" | tee "$OUT/service.stages" || true
+else
+    echo "backlog.sh: cannot scrape the service's metrics" >&2
+    rm -f "$OUT/service.prom"
+fi
 jq '{complete, produced: .produced.packages, done: .done.packages, missing: .done.missing_packages,
      drain_packages_per_s: .throughput.steady_packages_per_s, rss_max_mib: .service.rss_max_mib,
      rss_steady_halves_mib: [.service.rss_steady_first_half_max_mib, .service.rss_steady_second_half_max_mib],
