@@ -20,6 +20,8 @@
 #
 # Environment: BIN_DIR, TANSU (tansu on PATH), STORAGE (memory://tansu/), PACKAGES (10000000),
 # PARTITIONS (16), PORT (19092), SEED (2030), FETCH_WAIT_MS (10, as in run.sh),
+# PIPELINE (service; `null` drains the backlog with the null pipeline instead, copying it to
+# null.out: the most this broker lets any consumer drain, to compare the service's rate with),
 # METRICS_LISTEN (127.0.0.1:19465; the service's /metrics, scraped once the backlog is drained
 # into OUT_DIR/service.prom, and loadtest/stages.py prints where the drain's time went),
 # DUTYFLOW_* (passed to the service).
@@ -49,15 +51,21 @@ rm -f "$OUT"/tansu.db* "$OUT"/store.db* "$OUT"/service.pid
 tansu_pid=$!
 started+=("$tansu_pid")
 for i in $(seq 100); do
-    "$loadtest" create-topics --brokers "$brokers" --partitions "$PARTITIONS" manifests assessments manifests.dlq \
+    "$loadtest" create-topics --brokers "$brokers" --partitions "$PARTITIONS" manifests assessments manifests.dlq null.out \
         >"$OUT/topics.log" 2>&1 && break
     [ "$i" = 100 ] && { echo "backlog.sh: Tansu did not come up:" >&2; cat "$OUT/topics.log" "$OUT/tansu.log" >&2; exit 1; }
     sleep 0.3
 done
 echo "== Tansu at $brokers (pid $tansu_pid, storage $STORAGE): $(tr '\n' ' ' <"$OUT/topics.log")"
 
+PIPELINE=${PIPELINE:-service}
+case "$PIPELINE" in
+    service) outputs=(--output-topic assessments --dlq-topic manifests.dlq) ;;
+    null) outputs=(--output-topic null.out --dlq-topic "") ;;
+    *) echo "backlog.sh: PIPELINE is service or null, not $PIPELINE" >&2; exit 2 ;;
+esac
 "$loadtest" run --brokers "$brokers" --broker-pid "$tansu_pid" --max-backlog 0 --packages "$PACKAGES" --seed "$SEED" \
-    --idle-timeout 1800 --service-pid-file "$OUT/service.pid" --label backlog --report "$OUT/backlog.json" \
+    "${outputs[@]}" --idle-timeout 1800 --service-pid-file "$OUT/service.pid" --label backlog --report "$OUT/backlog.json" \
     2>"$OUT/loadtest.progress" &
 loadtest_pid=$!
 started+=("$loadtest_pid")
@@ -67,19 +75,26 @@ until [ "$(produced)" -ge "$PACKAGES" ]; do
     kill -0 "$loadtest_pid" 2>/dev/null || { echo "backlog.sh: the load test stopped while producing" >&2; tail -c 2000 "$OUT/loadtest.progress" >&2; exit 1; }
     sleep 2
 done
-echo "== $PACKAGES packages produced in $(($(date +%s) - t0)) s; starting the service"
+echo "== $PACKAGES packages produced in $(($(date +%s) - t0)) s; starting the $PIPELINE pipeline"
 
-DUTYFLOW_KAFKA_BROKERS=$brokers DUTYFLOW_KAFKA_GROUP_ID=dutyflow-backlog \
-    DUTYFLOW_STORE_URL="sqlite://$OUT/store.db" DUTYFLOW_METRICS_LISTEN="${METRICS_LISTEN:-127.0.0.1:19465}" \
-    DUTYFLOW_CONFIG_DIR=${DUTYFLOW_CONFIG_DIR:-$here/config} DUTYFLOW_RDKAFKA_FETCH_WAIT_MAX_MS=$FETCH_WAIT_MS \
-    "$dutyflow" run >"$OUT/service.log" 2>&1 &
+if [ "$PIPELINE" = null ]; then
+    "$loadtest" null-pipeline --brokers "$brokers" --input manifests --output null.out \
+        --fetch-wait-max-ms "$FETCH_WAIT_MS" >"$OUT/null.log" 2>&1 &
+else
+    DUTYFLOW_KAFKA_BROKERS=$brokers DUTYFLOW_KAFKA_GROUP_ID=dutyflow-backlog \
+        DUTYFLOW_STORE_URL="sqlite://$OUT/store.db" DUTYFLOW_METRICS_LISTEN="${METRICS_LISTEN:-127.0.0.1:19465}" \
+        DUTYFLOW_CONFIG_DIR=${DUTYFLOW_CONFIG_DIR:-$here/config} DUTYFLOW_RDKAFKA_FETCH_WAIT_MAX_MS=$FETCH_WAIT_MS \
+        "$dutyflow" run >"$OUT/service.log" 2>&1 &
+fi
 service_pid=$!
 started+=("$service_pid")
 echo "$service_pid" >"$OUT/service.pid"
 status=0
 wait "$loadtest_pid" || status=$?
 tr '\r' '\n' <"$OUT/loadtest.progress" | tail -3
-if curl -fsS --max-time 10 "http://${METRICS_LISTEN:-127.0.0.1:19465}/metrics" >"$OUT/service.prom"; then
+if [ "$PIPELINE" = null ]; then
+    : # no metrics
+elif curl -fsS --max-time 10 "http://${METRICS_LISTEN:-127.0.0.1:19465}/metrics" >"$OUT/service.prom"; then
     echo "== where the drain's time went (per batch or store commit)"
     python3 "$here/loadtest/stages.py" /dev/null "$OUT/service.prom" | tee "$OUT/service.stages" || true
 else
