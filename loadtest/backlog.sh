@@ -14,7 +14,8 @@
 #   1. start Tansu and create the topics (PARTITIONS each);
 #   2. produce PACKAGES packages flat out with no service running (`dutyflow-loadtest run`,
 #      no backlog bound), which also reads the outputs and samples the service once it runs;
-#   3. once everything is produced, start `dutyflow run` (SQLite store) and let it drain.
+#   3. once everything is produced, start `dutyflow run` (SQLite store; or, with PIPELINE=null,
+#      the null pipeline) and let it drain.
 # The report (OUT_DIR/backlog.json) has the drain's packages/s (steady window: 5 % to 95 % of
 # the packages done) and the service's RSS every second (service.rss_series_mib).
 #
@@ -88,6 +89,22 @@ else
 fi
 service_pid=$!
 started+=("$service_pid")
+# Fail now, not after the load test's idle timeout, if it does not start (a port in use, a bad
+# setting): the service must join the group, the null pipeline stay up.
+for i in $(seq 600); do
+    kill -0 "$service_pid" 2>/dev/null || {
+        echo "backlog.sh: the $PIPELINE pipeline stopped at start-up:" >&2
+        tail -n 20 "$OUT/service.log" "$OUT/null.log" >&2 2>/dev/null
+        exit 1
+    }
+    if [ "$PIPELINE" = null ]; then
+        [ "$i" -ge 20 ] && break
+    else
+        grep -q "partitions assigned" "$OUT/service.log" 2>/dev/null && break
+    fi
+    [ "$i" = 600 ] && { echo "backlog.sh: the service did not join the group in 60 s" >&2; exit 1; }
+    sleep 0.1
+done
 echo "$service_pid" >"$OUT/service.pid"
 status=0
 wait "$loadtest_pid" || status=$?
