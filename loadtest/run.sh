@@ -127,7 +127,9 @@ jq -n --slurpfile nm "$OUT/null-max.json" --slurpfile nh "$OUT/null-half.json" \
     --slurpfile sm "$OUT/service-max.json" --slurpfile sh "$OUT/service-half.json" '{
     null_packages_per_s: $nm[0].throughput.steady_packages_per_s,
     service_packages_per_s: $sm[0].throughput.steady_packages_per_s,
-    ratio_service_to_null: (($sm[0].throughput.steady_packages_per_s / $nm[0].throughput.steady_packages_per_s) * 1000 | round / 1000),
+    ratio_service_to_null: (if $sm[0].throughput.steady_packages_per_s == null or ($nm[0].throughput.steady_packages_per_s // 0) == 0
+        then null
+        else ($sm[0].throughput.steady_packages_per_s / $nm[0].throughput.steady_packages_per_s) * 1000 | round / 1000 end),
     null_half_rate: $nh[0].config.rate, null_half_p99_ms: $nh[0].latency_ms.p99_ms,
     service_half_rate: $sh[0].config.rate,
     service_half_latency_ms: $sh[0].latency_ms,
