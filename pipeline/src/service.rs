@@ -938,14 +938,15 @@ mod tests {
         let payload = vec![b'x'; 300];
         for i in 0..5_000u32 {
             let key = i.to_string();
-            send(&producer, BaseRecord::to("out").key(key.as_bytes()).payload(&payload[..])).unwrap();
+            send(
+                &producer,
+                BaseRecord::to("out").key(key.as_bytes()).payload(&payload[..]),
+            )
+            .unwrap();
         }
         assert!(wait_all_delivered(&producer, Duration::from_secs(60)));
         assert_eq!(producer.context().failed.load(Ordering::SeqCst), 0);
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .create()
-            .unwrap();
+        let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
         let held: i64 = (0..4)
             .map(|p| consumer.fetch_watermarks("out", p, Duration::from_secs(10)).unwrap().1)
             .sum();
