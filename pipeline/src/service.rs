@@ -280,8 +280,7 @@ pub fn run(
     consumer
         .subscribe(&[&settings.kafka.input_topic])
         .context("cannot subscribe to the input topic")?;
-    let producer = service_producer(settings, brokers)?;
-    let producer = Arc::new(producer);
+    let producer = Arc::new(service_producer(settings, brokers)?);
 
     let cap = settings.pipeline.max_in_flight_batches;
     let (to_assess, assess_rx): (SyncSender<Batch>, Receiver<Batch>) = sync_channel(cap);

@@ -98,8 +98,7 @@ pub(crate) struct Sqlite {
     changes_at_begin: u64,
     /// [`WAL_LIMIT_BYTES`], smaller in tests.
     wal_limit_bytes: i64,
-    /// A pause before each of the checkpointer's checkpoints: tests make it fall behind.
-    #[cfg(test)]
+    /// A pause before each of the checkpointer's checkpoints: zero, but tests make it fall behind.
     checkpointer_lag: Duration,
 }
 
@@ -125,7 +124,6 @@ impl Sqlite {
             path: path.to_path_buf(),
             changes_at_begin: 0,
             wal_limit_bytes: WAL_LIMIT_BYTES,
-            #[cfg(test)]
             checkpointer_lag: Duration::ZERO,
         })
     }
@@ -146,11 +144,8 @@ impl Sqlite {
             return;
         }
         if matches!(self.checkpoints, Checkpoints::NotYet) {
-            #[cfg(test)]
-            let lag = self.checkpointer_lag;
-            #[cfg(not(test))]
-            let lag = Duration::ZERO;
-            self.checkpoints = match Checkpointer::start(&self.path, &self.conn, self.wal_limit_bytes, lag) {
+            let started = Checkpointer::start(&self.path, &self.conn, self.wal_limit_bytes, self.checkpointer_lag);
+            self.checkpoints = match started {
                 Ok(c) => Checkpoints::Background(c),
                 Err(e) => {
                     tracing::warn!(error = %e, store = %self.path.display(), "no background checkpointer; SQLite checkpoints at commit");
