@@ -179,10 +179,43 @@ impl GroupContext {
 /// that told nothing new. A batch instead waits until the producer holds no message
 /// ([`wait_all_delivered`]): librdkafka frees an acknowledged message at once, and a failed one
 /// only after its report has run, so an empty producer has reported every failure.
-#[derive(Default)]
 pub struct DeliveryContext {
     failed: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// How long a batch waits for its outputs' acknowledgements (see [`delivery_wait`]).
+    wait: Duration,
+}
+
+impl Default for DeliveryContext {
+    fn default() -> Self {
+        DeliveryContext {
+            failed: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+            wait: Duration::from_millis(MESSAGE_TIMEOUT_MS) + DELIVERY_MARGIN,
+        }
+    }
+}
+
+/// The service producer's `message.timeout.ms` unless the settings give one: how long
+/// librdkafka keeps trying to deliver a message before it reports it failed.
+const MESSAGE_TIMEOUT_MS: u64 = 30_000;
+
+/// How much longer than the producer's message timeout a batch waits for its outputs, so that
+/// a message that times out has been reported (and counted as failed) before the wait ends.
+const DELIVERY_MARGIN: Duration = Duration::from_secs(5);
+
+/// How long a batch waits for its outputs under `config`: the message timeout it sets (under
+/// either of librdkafka's names for it; 0 is librdkafka's "no limit") plus the margin.
+fn delivery_wait(config: &ClientConfig) -> Duration {
+    let timeout_ms = config
+        .get("message.timeout.ms")
+        .or_else(|| config.get("delivery.timeout.ms"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(MESSAGE_TIMEOUT_MS);
+    match timeout_ms {
+        0 => Duration::MAX,
+        ms => Duration::from_millis(ms) + DELIVERY_MARGIN,
+    }
 }
 
 impl ClientContext for DeliveryContext {}
@@ -215,7 +248,18 @@ pub fn client_config(settings: &Settings, brokers: &str, defaults: &[(&str, Stri
 /// The service's producer of assessments and dead letters: idempotent, and reporting only
 /// failed deliveries (see [`DeliveryContext`]).
 fn service_producer(settings: &Settings, brokers: &str) -> Result<ThreadedProducer<DeliveryContext>> {
-    client_config(
+    let config = service_producer_config(settings, brokers);
+    let context = DeliveryContext {
+        wait: delivery_wait(&config),
+        ..DeliveryContext::default()
+    };
+    config
+        .create_with_context(context)
+        .context("cannot create the Kafka producer")
+}
+
+fn service_producer_config(settings: &Settings, brokers: &str) -> ClientConfig {
+    let mut config = client_config(
         settings,
         brokers,
         &[
@@ -226,12 +270,17 @@ fn service_producer(settings: &Settings, brokers: &str) -> Result<ThreadedProduc
             // per batch, p99 74-88 against 90-113 ms.
             ("linger.ms", "1".into()),
             ("compression.type", "lz4".into()),
-            ("message.timeout.ms", "30000".into()),
+            ("message.timeout.ms", MESSAGE_TIMEOUT_MS.to_string()),
             ("delivery.report.only.error", "true".into()),
         ],
-    )
-    .create_with_context(DeliveryContext::default())
-    .context("cannot create the Kafka producer")
+    );
+    // `delivery.timeout.ms` is librdkafka's other name for `message.timeout.ms`: a timeout set
+    // under that name replaces the default instead of racing it.
+    let properties = &settings.kafka.properties;
+    if properties.contains_key("delivery.timeout.ms") && !properties.contains_key("message.timeout.ms") {
+        config.remove("message.timeout.ms");
+    }
+    config
 }
 
 /// Runs the service until `shutdown` is set. `brokers` is the resolved bootstrap list.
@@ -813,8 +862,12 @@ fn publish(settings: &Settings, producer: &ThreadedProducer<DeliveryContext>, b:
 /// Waits until the broker has acknowledged every output sent, and fails if any delivery failed
 /// since the producer's failure count was `failed_before`.
 fn await_delivery(producer: &ThreadedProducer<DeliveryContext>, failed_before: u64) -> Result<()> {
-    if !wait_all_delivered(producer, Duration::from_secs(35)) {
-        anyhow::bail!("the broker did not acknowledge the batch's outputs within 35 s");
+    let wait = producer.context().wait;
+    if !wait_all_delivered(producer, wait) {
+        anyhow::bail!(
+            "the broker did not acknowledge the batch's outputs within {} s",
+            wait.as_secs()
+        );
     }
     if producer.context().failed.load(Ordering::SeqCst) != failed_before {
         let last = producer
@@ -832,13 +885,13 @@ fn await_delivery(producer: &ThreadedProducer<DeliveryContext>, failed_before: u
 /// see [`DeliveryContext`]); false on timeout. Polls the producer's count, sleeping 50 µs at
 /// first and up to 1 ms between looks: the acknowledgements of a batch take milliseconds.
 fn wait_all_delivered(producer: &ThreadedProducer<DeliveryContext>, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
     let mut pause = Duration::from_micros(50);
     loop {
         if producer.in_flight_count() == 0 {
             return true;
         }
-        if Instant::now() >= deadline {
+        if started.elapsed() >= timeout {
             return false;
         }
         std::thread::sleep(pause);
@@ -921,6 +974,36 @@ mod tests {
         let mut p = Settings::load(None).unwrap().pipeline;
         (p.batch_max_messages, p.batch_max_wait_ms, p.batches_ahead) = (256, 20, batches_ahead);
         p
+    }
+
+    /// A batch waits for its outputs longer than librdkafka may take to deliver them (its
+    /// message timeout, under either name, plus a margin), so that a message that times out is
+    /// reported and counted before the wait gives up; the default applies only when the
+    /// settings give no timeout.
+    #[test]
+    fn a_batch_waits_longer_than_its_messages_may_take() {
+        let producer_with = |properties: &[(&str, &str)]| {
+            let mut settings = Settings::load(None).unwrap();
+            for (k, v) in properties {
+                settings.kafka.properties.insert(k.to_string(), v.to_string());
+            }
+            let config = service_producer_config(&settings, "127.0.0.1:9");
+            let named = |key| config.get(key).map(str::to_string);
+            let timeouts = (named("message.timeout.ms"), named("delivery.timeout.ms"));
+            let producer = service_producer(&settings, "127.0.0.1:9").unwrap();
+            (producer.context().wait, timeouts)
+        };
+        let some = |v: &str| Some(v.to_string());
+        assert_eq!(producer_with(&[]), (Duration::from_secs(35), (some("30000"), None)));
+        assert_eq!(
+            producer_with(&[("message.timeout.ms", "120000")]),
+            (Duration::from_secs(125), (some("120000"), None))
+        );
+        assert_eq!(
+            producer_with(&[("delivery.timeout.ms", "90000")]),
+            (Duration::from_secs(95), (None, some("90000")))
+        );
+        assert_eq!(producer_with(&[("message.timeout.ms", "0")]).0, Duration::MAX);
     }
 
     /// The wait for a batch's outputs ends only once the broker holds every message, and a

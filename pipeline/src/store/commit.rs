@@ -159,24 +159,49 @@ fn read_versions(tx: &mut Tx<'_>, manifests: &[ManifestRecord]) -> Result<BTreeM
     Ok(versions)
 }
 
+/// Offset rows of the batch's partitions: an upsert that changes nothing. It holds each row's
+/// lock to the end of the transaction, also for a partition never committed (the row it inserts,
+/// at -1, goes with a rollback; a commit always moves it to `next`). Several rows per statement,
+/// and no `RETURNING`: SQLite collects returned rows in a temporary B-tree it opens and sets up
+/// for each statement, which cost the commit thread ~5% at half rate with one statement per
+/// partition (BENCHMARKS.md §4, session 10); PostgreSQL saves a round trip per partition.
+static OFFSET_CLAIMS: Insert = Insert::new(
+    "offsets (consumer_group, topic, partition_id, next_offset)",
+    4,
+    "ON CONFLICT (consumer_group, topic, partition_id) DO UPDATE SET next_offset = offsets.next_offset",
+);
+
 /// The compare of the offsets' compare-and-set: locks each partition's offset row, in topic and
-/// partition order, and checks that it still holds the offset the batch starts from.
+/// partition order, then checks that each still holds the offset the batch starts from.
 fn claim_partitions(tx: &mut Tx<'_>, group: &str, ranges: &[PartitionRange]) -> Result<Option<CommitOutcome>> {
     let mut order: Vec<&PartitionRange> = ranges.iter().collect();
     order.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    // The rows go in that order, statement after statement, so two processes sharing a
+    // PostgreSQL store always lock them in the same order.
+    let mut claims = Pending::new(&OFFSET_CLAIMS);
+    for r in &order {
+        claims.push(args![group, r.topic.as_str(), r.partition, -1i64]);
+    }
+    claims.flush(&mut **tx)?;
+    // Read under those locks. PostgreSQL runs the store's transactions at READ COMMITTED, so
+    // each read sees a row as the last transaction to commit it left it.
+    let mut topics: Vec<&str> = order.iter().map(|r| r.topic.as_str()).collect();
+    topics.dedup();
+    let mut stored: HashMap<(String, i64), i64> = HashMap::new();
+    query_in(
+        &mut **tx,
+        "SELECT topic, partition_id, next_offset FROM offsets WHERE consumer_group = $1 AND topic IN ($keys)",
+        args![group],
+        &topics,
+        &mut |row| {
+            stored.insert((row.text(0)?, row.int(1)?), row.int(2)?);
+            Ok(())
+        },
+    )?;
     for r in order {
-        // An upsert that changes nothing: it returns the stored offset (-1: none yet) and holds
-        // the row's lock to the end of the transaction, also for a partition never committed
-        // (the row it inserts goes with a rollback; a commit always moves it to `next`).
-        let stored = tx
-            .first(
-                "INSERT INTO offsets (consumer_group, topic, partition_id, next_offset) VALUES ($1, $2, $3, -1)
-                 ON CONFLICT (consumer_group, topic, partition_id) DO UPDATE SET next_offset = offsets.next_offset
-                 RETURNING next_offset",
-                args![group, &r.topic, r.partition],
-                |row| row.int(0),
-            )?
-            .context("the offset claim returned no row")?;
+        let stored = *stored
+            .get(&(r.topic.clone(), i64::from(r.partition)))
+            .context("the offset claim left no row")?;
         if stored != r.expected {
             return Ok(Some(CommitOutcome::Fenced {
                 topic: r.topic.clone(),
