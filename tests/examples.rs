@@ -2,6 +2,8 @@
 //! EUR 240.00 × 1.16464 = 279.51 USD, × 10 % = 27.95; the $40 gift is exempt; the bad manifest's
 //! three packages fail TRACKING_CHECK_DIGIT, INVALID_COUNTRY and INVALID_VALUE), in input order.
 
+mod scratch;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -95,8 +97,7 @@ fn several_files_keep_input_order_and_a_missing_file_is_a_clear_error() {
 fn large_input_uses_chunks_and_keeps_order() {
     // 5,000 copies of the valid manifest (more than one parallel chunk): output order must
     // follow input order exactly.
-    let dir = std::env::temp_dir().join(format!("dutyflow-order-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch::dir("order");
     let line = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/examples/manifest-valid.jsonl"),
     )

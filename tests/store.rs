@@ -11,6 +11,7 @@ use dutyflow_pipeline::store::{
     AcceptedRecord, CommitOutcome, LineRecord, ManifestRecord, PackageRecord, PartitionRange, Store, StoreRejection,
     StoreUrl,
 };
+use harness::scratch::{self, ScratchDir};
 use harness::{
     broker, config_dir, expected_from_file_mode, produce, service, service_cmd, summarize_totals, temp_dir, wait_for,
     Proc, BIN,
@@ -27,10 +28,8 @@ const TOPIC: &str = "manifests";
 // ---------------------------------------------------------------------------------------------
 // The stores under test
 
-/// A fresh SQLite store file for one test.
-fn sqlite_store(name: &str) -> StoreUrl {
-    let dir = std::env::temp_dir().join(format!("dutyflow-store-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+/// A fresh SQLite store file for one test, in `dir`.
+fn sqlite_store(dir: &Path, name: &str) -> StoreUrl {
     StoreUrl::Sqlite(dir.join(format!("{name}.db")))
 }
 
@@ -40,9 +39,9 @@ fn postgres_store(name: &str) -> StoreUrl {
 }
 
 /// The throwaway PostgreSQL server of this test run, stopped (and its directory removed) when
-/// dropped.
+/// dropped; left running, in its kept directory, with `DUTYFLOW_KEEP_TEST_DIRS=1`.
 struct PgServer {
-    dir: PathBuf,
+    dir: ScratchDir,
     /// URL of its `dutyflow` database.
     url: String,
 }
@@ -53,10 +52,10 @@ fn pg_script() -> PathBuf {
 
 impl PgServer {
     fn start() -> PgServer {
-        let dir = std::env::temp_dir().join(format!("dutyflow-pg-{}", std::process::id()));
+        let dir = scratch::dir("pg");
         let out = Command::new(pg_script())
             .arg("start")
-            .arg(&dir)
+            .arg(&*dir)
             .output()
             .expect("cannot run scripts/pg-test-server.sh");
         assert!(
@@ -79,8 +78,14 @@ impl PgServer {
 }
 
 impl Drop for PgServer {
+    /// The script stops the server and removes its directory (before `dir` is dropped).
     fn drop(&mut self) {
-        let _ = Command::new(pg_script()).arg("stop").arg(&self.dir).status();
+        if scratch::keep() {
+            let (url, dir) = (&self.url, self.dir.display());
+            eprintln!("PostgreSQL server {url} left running: scripts/pg-test-server.sh stop {dir}");
+        } else {
+            let _ = Command::new(pg_script()).arg("stop").arg(&*self.dir).status();
+        }
     }
 }
 
@@ -1173,7 +1178,10 @@ fn levels(store: &Store) -> Vec<(i64, i64)> {
 macro_rules! battery {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
-            $(#[test] fn $case() { super::$case(&super::sqlite_store(stringify!($case))); })*
+            $(#[test] fn $case() {
+                let dir = super::temp_dir("store");
+                super::$case(&super::sqlite_store(&dir, stringify!($case)));
+            })*
         }
         mod postgresql {
             $(#[test] fn $case() { super::$case(&super::postgres_store(stringify!($case))); })*

@@ -22,6 +22,9 @@
 //! may fill), else a throwaway local server started by `scripts/pg-test-server.sh` (fsync off,
 //! as for the tests) and stopped at the end. Without either, the PostgreSQL bench is skipped.
 
+#[path = "../../tests/scratch/mod.rs"]
+mod scratch;
+
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{criterion_group, BatchSize, Criterion, Throughput};
 use dutyflow_loadtest::Generator;
@@ -30,6 +33,7 @@ use dutyflow_operators::Operators;
 use dutyflow_pipeline::batch::{self, Batch, InputMessage};
 use dutyflow_pipeline::dlq::Source;
 use dutyflow_pipeline::store::{CommitOutcome, ManifestRecord, PartitionRange, Store, StoreUrl};
+use scratch::ScratchDir;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -152,40 +156,41 @@ impl Measurement for ThreadCpu {
     }
 }
 
-/// A store for one benchmark, and what to clean up after it.
+/// A store for one benchmark, and what to clean up after it (fields drop in order: the store
+/// is closed first).
 struct BenchStore {
     store: Store,
-    /// A SQLite file (and its WAL), removed when dropped.
-    sqlite: Option<PathBuf>,
-    /// The directory of a throwaway PostgreSQL server, stopped when dropped.
-    pg_server: Option<PathBuf>,
+    /// The directory of a SQLite file (and its WAL), removed when dropped.
+    _sqlite: Option<ScratchDir>,
+    /// The bench's own PostgreSQL server, if it started one.
+    _pg_server: Option<PgServer>,
 }
 
-impl Drop for BenchStore {
+/// A throwaway PostgreSQL server in its directory, stopped (which removes the directory) when
+/// dropped; left running with `DUTYFLOW_KEEP_TEST_DIRS=1`.
+struct PgServer(ScratchDir);
+
+impl Drop for PgServer {
     fn drop(&mut self) {
-        if let Some(path) = &self.sqlite {
-            remove_sqlite(path);
+        if scratch::keep() {
+            eprintln!(
+                "PostgreSQL server left running: scripts/pg-test-server.sh stop {}",
+                self.0.display()
+            );
+        } else {
+            let _ = Command::new(pg_script()).arg("stop").arg(&*self.0).status();
         }
-        if let Some(dir) = &self.pg_server {
-            let _ = Command::new(pg_script()).arg("stop").arg(dir).status();
-        }
-    }
-}
-
-fn remove_sqlite(path: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
 }
 
 fn sqlite_store(name: &str) -> BenchStore {
-    let path = std::env::temp_dir().join(format!("dutyflow-bench-{name}-{}.db", std::process::id()));
-    remove_sqlite(&path);
+    let dir = scratch::dir(&format!("bench-{name}"));
+    let path = dir.join("store.db");
     let store = Store::open_sqlite(&path).unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
     BenchStore {
         store,
-        sqlite: Some(path),
-        pg_server: None,
+        _sqlite: Some(dir),
+        _pg_server: None,
     }
 }
 
@@ -198,23 +203,26 @@ fn postgres_store() -> Result<BenchStore, String> {
     let (url, pg_server) = match std::env::var("DUTYFLOW_BENCH_PG_URL") {
         Ok(url) => (url, None),
         Err(_) => {
-            let dir = std::env::temp_dir().join(format!("dutyflow-bench-pg-{}", std::process::id()));
+            let dir = scratch::dir("bench-pg");
             let out = Command::new(pg_script())
                 .arg("start")
-                .arg(&dir)
+                .arg(&*dir)
                 .output()
                 .map_err(|e| format!("cannot run scripts/pg-test-server.sh: {e}"))?;
             if !out.status.success() {
                 return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
             }
-            (String::from_utf8_lossy(&out.stdout).trim().to_string(), Some(dir))
+            (
+                String::from_utf8_lossy(&out.stdout).trim().to_string(),
+                Some(PgServer(dir)),
+            )
         }
     };
     let opened = Store::open(&StoreUrl::Postgres(url.clone()));
     let bench = BenchStore {
         store: opened.map_err(|e| format!("cannot open the store {url}: {e:#}"))?,
-        sqlite: None,
-        pg_server,
+        _sqlite: None,
+        _pg_server: pg_server,
     };
     let stored = bench.store.offsets(GROUP, TOPIC).map_err(|e| format!("{e:#}"))?;
     if !stored.is_empty() {

@@ -1,6 +1,9 @@
 //! `loadtest/stages.py`: what a load-test step added to the service's histograms, from two
 //! scrapes of its `/metrics`.
 
+#[path = "../../tests/scratch/mod.rs"]
+mod scratch;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -55,8 +58,7 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 #[test]
 fn reports_what_the_step_added_per_series() {
-    let dir = std::env::temp_dir().join(format!("dutyflow-stages-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = scratch::dir("stages");
     let before = write(&dir, "before.prom", &before());
     let after = write(&dir, "after.prom", &after());
 
@@ -77,5 +79,4 @@ fn reports_what_the_step_added_per_series() {
         from_start.contains("{stage=\"assess\"} n=20 mean=0.005"),
         "{from_start}"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -2,6 +2,9 @@
 //! service, the produce and totals verbs, file-mode expectations and generated manifests.
 #![allow(dead_code)]
 
+#[path = "../scratch/mod.rs"]
+pub mod scratch;
+
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -263,11 +266,9 @@ pub fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-pub fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("dutyflow-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh directory `dutyflow-test-<name>-…`, removed when dropped (see `scratch`).
+pub fn temp_dir(name: &str) -> scratch::ScratchDir {
+    scratch::dir(&format!("test-{name}"))
 }
 
 /// Accepted packages committed so far, read straight from the store.
@@ -281,7 +282,8 @@ pub fn committed_packages(db: &Path) -> i64 {
 
 /// Accepted packages among the first manifests (by file mode).
 pub fn expected_from_file_mode_lines(lines: &[String]) -> i64 {
-    let f = std::env::temp_dir().join(format!("dutyflow-prefix-{}.jsonl", std::process::id()));
+    let dir = scratch::dir("prefix");
+    let f = dir.join("prefix.jsonl");
     std::fs::write(&f, lines.join("\n") + "\n").unwrap();
     expected_from_file_mode(&f).values().map(|v| v.0).sum()
 }

@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+#[path = "../scratch/mod.rs"]
+mod scratch;
+
 use dutyflow_operators::decode::Decoder;
 use dutyflow_operators::error::Issue;
 use dutyflow_operators::outcome::{ManifestOutcome, Outcome, PackageOutcome};
@@ -135,8 +138,7 @@ pub fn run_with(ops: &Operators, m: &Value) -> Outcome<'static> {
 /// config dir, text to find, replacement; the text must occur; an empty text to find replaces
 /// the whole file) and loads operators from it.
 pub fn ops_with_edits(tag: &str, edits: &[(&str, &str, &str)]) -> Operators {
-    let dir = std::env::temp_dir().join(format!("dutyflow-tests-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = scratch::dir(&format!("tests-{tag}"));
     copy_dir(&config_dir(), &dir);
     for (file, from, to) in edits {
         let path = dir.join(file);
@@ -149,9 +151,7 @@ pub fn ops_with_edits(tag: &str, edits: &[(&str, &str, &str)]) -> Operators {
         };
         std::fs::write(&path, new).unwrap();
     }
-    let ops = Operators::load(&dir).expect("modified config loads");
-    let _ = std::fs::remove_dir_all(&dir);
-    ops
+    Operators::load(&dir).expect("modified config loads")
 }
 
 fn copy_dir(from: &Path, to: &Path) {

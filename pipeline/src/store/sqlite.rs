@@ -418,16 +418,19 @@ impl Backend for Sqlite {
 }
 
 #[cfg(test)]
+#[path = "../../../tests/scratch/mod.rs"]
+mod scratch;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::bulk::MAX_PARAMETERS;
 
-    /// A store file in a fresh temporary directory.
-    fn temp_store(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("dutyflow-sqlite-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("store.db")
+    /// A store file in a fresh temporary directory, removed with the returned guard.
+    fn temp_store(name: &str) -> (scratch::ScratchDir, PathBuf) {
+        let dir = scratch::dir(&format!("sqlite-{name}"));
+        let db = dir.join("store.db");
+        (dir, db)
     }
 
     fn wal_len(db: &Path) -> u64 {
@@ -445,7 +448,7 @@ mod tests {
 
     #[test]
     fn the_checkpointer_keeps_the_wal_near_its_limit_and_stops_with_the_store() {
-        let db = temp_store("wal");
+        let (_dir, db) = temp_store("wal");
         let mut store = Sqlite::open(&db).unwrap();
         store.wal_limit_bytes = 1 << 20;
         store.execute_script("CREATE TABLE t (v BLOB)").unwrap();
@@ -485,7 +488,7 @@ mod tests {
     /// by the last checkpoint's stale measurement, and the WAL grew to most of the 16 MiB).
     #[test]
     fn the_wal_stays_near_its_limit_when_the_checkpointer_falls_behind() {
-        let db = temp_store("wal-lag");
+        let (_dir, db) = temp_store("wal-lag");
         let mut store = Sqlite::open(&db).unwrap();
         store.wal_limit_bytes = 1 << 20;
         store.checkpointer_lag = Duration::from_millis(40);
@@ -498,7 +501,6 @@ mod tests {
         assert!(largest < 3 << 20, "the WAL grew to {largest} bytes");
         drop(store);
         assert_eq!(wal_len(&db), 0);
-        let _ = std::fs::remove_dir_all(db.parent().unwrap());
     }
 
     #[test]
@@ -511,7 +513,7 @@ mod tests {
 
     #[test]
     fn a_failing_insert_rolls_back_the_whole_transaction() {
-        let db = temp_store("rollback");
+        let (_dir, db) = temp_store("rollback");
         let mut store = Sqlite::open(&db).unwrap();
         store
             .execute_script("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
