@@ -759,6 +759,79 @@ fn two_writers_on_disjoint_partitions_end_with_exact_totals(url: &StoreUrl) {
     assert_eq!(offsets(&store), BTreeMap::from([(0, ROUNDS), (1, ROUNDS)]));
 }
 
+/// A partition's old and new owner (a rebalance in progress) commit batches from the same
+/// offsets at the same moment, round after round, each holding its transaction open while it
+/// publishes: in every round one commits and the other is fenced at the offsets the first moved
+/// them to, and the totals count each round once.
+fn two_owners_racing_for_one_partition_commit_each_batch_once(url: &StoreUrl) {
+    const ROUNDS: i64 = 8;
+    Store::open(url).unwrap();
+    let round = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let owner = |w: usize| {
+        let url = url.clone();
+        let round = round.clone();
+        std::thread::spawn(move || {
+            let mut store = Store::open(&url).unwrap();
+            let mut outcomes = Vec::new();
+            for b in 0..ROUNDS {
+                round.wait();
+                let batch = vec![single(
+                    "LH",
+                    &format!("LH-{w}-{b}"),
+                    "2026-03-02",
+                    &format!("T{w}-{b}"),
+                    1000,
+                )];
+                let expected = if b == 0 { -1 } else { b };
+                // Partitions 0 and 1 of the same input offsets, as both owners fetched them.
+                let ranges = [range(1, expected, b + 1), range(0, expected, b + 1)];
+                let mut attempts = 0;
+                loop {
+                    let outcome = store.commit_batch(GROUP, &ranges, &mut batch.clone(), |_, _| {
+                        std::thread::sleep(Duration::from_millis(20));
+                        Ok(())
+                    });
+                    match outcome {
+                        Ok(outcome) => break outcomes.push(outcome),
+                        Err(e) => {
+                            attempts += 1;
+                            assert!(attempts < 20, "owner {w} keeps failing: {e:#}");
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                    }
+                }
+            }
+            outcomes
+        })
+    };
+    let owners = [owner(0), owner(1)];
+    let [first, second] = owners.map(|o| o.join().unwrap());
+    for (b, pair) in first.into_iter().zip(second).enumerate() {
+        let fenced = CommitOutcome::Fenced {
+            topic: TOPIC.into(),
+            partition: 0,
+            stored: b as i64 + 1,
+        };
+        assert!(
+            pair == (CommitOutcome::Committed, fenced.clone()) || pair == (fenced, CommitOutcome::Committed),
+            "round {b}: {pair:?}"
+        );
+    }
+    let store = Store::open(url).unwrap();
+    assert_eq!(
+        summary(&store),
+        [row(
+            "LH 2026-03 ad_valorem",
+            ROUNDS,
+            ROUNDS,
+            1000 * ROUNDS,
+            100 * ROUNDS,
+            0
+        )]
+    );
+    assert_eq!(offsets(&store), BTreeMap::from([(0, ROUNDS), (1, ROUNDS)]));
+}
+
 /// Service processes starting together on a new store: one applies the migrations, the others
 /// wait and find them applied.
 fn concurrent_opens_migrate_once(url: &StoreUrl) {
@@ -1199,6 +1272,7 @@ battery!(
     manifests_of_one_batch_are_decided_in_order,
     a_batch_larger_than_a_statement_is_written_in_chunks,
     two_writers_on_disjoint_partitions_end_with_exact_totals,
+    two_owners_racing_for_one_partition_commit_each_batch_once,
     concurrent_opens_migrate_once,
     a_version_1_store_is_migrated,
     a_version_3_store_is_migrated,
