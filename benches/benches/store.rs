@@ -271,15 +271,17 @@ fn postgres(c: &mut Criterion) {
     }
 }
 
-/// A fixed sequence of `batches` full batches (256 manifests) into a fresh SQLite store, the
-/// same for every build (the feed's seed fixes the batches, so the store's merges come at the
-/// same batches too): prints the committing thread's CPU time in all and per batch, and the
-/// bytes the process wrote meanwhile. For comparing two builds run after run, where
-/// criterion's samples, each on a store of a different size, vary more than the change.
+/// A fixed sequence of `batches` batches of `manifests` manifests (full batches, 256, unless
+/// `DUTYFLOW_BENCH_STORE_MANIFESTS` says otherwise: 32 is a batch at half the service's rate,
+/// where a commit's fixed costs show) into a fresh SQLite store, the same for every build (the
+/// feed's seed fixes the batches, so the store's merges come at the same batches too): prints
+/// the committing thread's CPU time in all and per batch, and the bytes the process wrote
+/// meanwhile. For comparing two builds run after run, where criterion's samples, each on a
+/// store of a different size, vary more than the change.
 ///
-///   DUTYFLOW_BENCH_STORE_BATCHES=80 target/release/deps/store-… --bench
-fn fixed_sequence(batches: usize) {
-    let (manifests, packages) = (BATCH_SIZES[0], BATCH_SIZES[0] * PACKAGES);
+///   DUTYFLOW_BENCH_STORE_BATCHES=80 [DUTYFLOW_BENCH_STORE_MANIFESTS=32] target/release/deps/store-… --bench
+fn fixed_sequence(batches: usize, manifests: usize) {
+    let packages = manifests * PACKAGES;
     let mut feed = Feed::new();
     let mut bench = sqlite_store("fixed");
     let mut per_batch = Vec::with_capacity(batches);
@@ -331,12 +333,17 @@ criterion_group! {
 
 fn main() {
     if let Ok(batches) = std::env::var("DUTYFLOW_BENCH_STORE_BATCHES") {
-        let batches = batches
-            .parse()
-            .ok()
-            .filter(|&n| n > 0)
-            .unwrap_or_else(|| panic!("DUTYFLOW_BENCH_STORE_BATCHES must be a count of batches, not {batches:?}"));
-        fixed_sequence(batches);
+        let count = |name: &str, value: &str| -> usize {
+            value
+                .parse()
+                .ok()
+                .filter(|&n| n > 0)
+                .unwrap_or_else(|| panic!("{name} must be a count, not {value:?}"))
+        };
+        let manifests = std::env::var("DUTYFLOW_BENCH_STORE_MANIFESTS")
+            .map(|m| count("DUTYFLOW_BENCH_STORE_MANIFESTS", &m))
+            .unwrap_or(BATCH_SIZES[0]);
+        fixed_sequence(count("DUTYFLOW_BENCH_STORE_BATCHES", &batches), manifests);
         return;
     }
     wall_time();
