@@ -29,7 +29,9 @@
 #
 # Environment: BIN_DIR (release binaries), PARTITIONS (16), NULL_PACKAGES (2000000),
 # SERVICE_PACKAGES (2000000), HALF_SECONDS (30), SERVICE_HALF_RATE (half the measured maximum), MAX_BACKLOG (100000), SEED (2026), FETCH_WAIT_MS (10),
-# METRICS_LISTEN (127.0.0.1:19464),
+# METRICS_LISTEN (127.0.0.1:19464), FAN_OUT (1: also run the null pipeline with a record per
+# package, `--fan-out`, flat out, on topics of its own: the transport's ceiling for the
+# service's output shape; the summary then gives ratio_service_to_fan_out),
 # KEEP_STORE (1: keep OUT_DIR/store.db), DUTYFLOW_* (passed to the service, e.g.
 # DUTYFLOW_PIPELINE_BATCH_MAX_MESSAGES).
 set -euo pipefail
@@ -66,7 +68,7 @@ echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); output 
 echo "== partitions $PARTITIONS, null $NULL_PACKAGES packages, service $SERVICE_PACKAGES packages, half-rate runs ${HALF_SECONDS} s, max backlog $MAX_BACKLOG, fetch.wait.max.ms $FETCH_WAIT_MS"
 
 "$dutyflow" dev-broker --partitions "$PARTITIONS" \
-    --topics manifests,assessments,manifests.dlq,null.in,null.out >"$OUT/broker.addr" 2>"$OUT/broker.log" &
+    --topics manifests,assessments,manifests.dlq,null.in,null.out,null.fin,null.fan >"$OUT/broker.addr" 2>"$OUT/broker.log" &
 broker_pid=$!
 started+=("$broker_pid")
 wait_for "$OUT/broker.addr" . 20
@@ -90,6 +92,20 @@ null_half=$(jq -n "$null_rate / 2 | floor")
     --rate "$null_half" --duration "$HALF_SECONDS" --seed $((SEED + 1)) --service-pid "$null_pid" \
     --label null-half --report "$OUT/null-half.json"
 stop "$null_pid"
+
+# 1b. FAN_OUT=1: the null pipeline publishing a record per package (the service's output
+# shape, contract §2), flat out: what the transport alone gives for that shape.
+if [ "${FAN_OUT:-0}" = 1 ]; then
+    "$loadtest" null-pipeline --brokers "$brokers" --input null.fin --output null.fan --group dutyflow-null-fan \
+        --fetch-wait-max-ms "$FETCH_WAIT_MS" --fan-out >"$OUT/null-fan.log" 2>&1 &
+    fan_pid=$!
+    started+=("$fan_pid")
+    sleep 4 # group join
+    "$loadtest" run "${common[@]}" --input-topic null.fin --output-topic null.fan --dlq-topic "" \
+        --packages "$NULL_PACKAGES" --seed $((SEED + 4)) --service-pid "$fan_pid" --label null-fan-out \
+        --report "$OUT/null-fan-out.json"
+    stop "$fan_pid"
+fi
 
 # 2. The service, flat out.
 DUTYFLOW_KAFKA_BROKERS=$brokers DUTYFLOW_KAFKA_GROUP_ID=dutyflow-loadtest \
@@ -123,14 +139,21 @@ service_half=${SERVICE_HALF_RATE:-$(jq -n "$service_rate / 2 | floor")}
 echo "== where the time went, half rate (per batch or store commit)"
 stages half "$OUT/service-max.prom"
 
+[ -e "$OUT/null-fan-out.json" ] || echo '{}' >"$OUT/null-fan-out.json"
 jq -n --slurpfile nm "$OUT/null-max.json" --slurpfile nh "$OUT/null-half.json" \
-    --slurpfile sm "$OUT/service-max.json" --slurpfile sh "$OUT/service-half.json" '{
+    --slurpfile sm "$OUT/service-max.json" --slurpfile sh "$OUT/service-half.json" \
+    --slurpfile nf "$OUT/null-fan-out.json" '{
     null_packages_per_s: $nm[0].throughput.steady_packages_per_s,
     service_packages_per_s: $sm[0].throughput.steady_packages_per_s,
     ratio_service_to_null: (if $sm[0].throughput.steady_packages_per_s == null or ($nm[0].throughput.steady_packages_per_s // 0) == 0
         then null
         else ($sm[0].throughput.steady_packages_per_s / $nm[0].throughput.steady_packages_per_s) * 1000 | round / 1000 end),
     null_half_rate: $nh[0].config.rate, null_half_p99_ms: $nh[0].latency_ms.p99_ms,
+    null_fan_out_packages_per_s: $nf[0].throughput.steady_packages_per_s,
+    null_fan_out_cpu_cores: $nf[0].service.cpu_cores_steady,
+    ratio_service_to_fan_out: (if $sm[0].throughput.steady_packages_per_s == null or ($nf[0].throughput.steady_packages_per_s // 0) == 0
+        then null
+        else ($sm[0].throughput.steady_packages_per_s / $nf[0].throughput.steady_packages_per_s) * 1000 | round / 1000 end),
     service_half_rate: $sh[0].config.rate,
     service_half_latency_ms: $sh[0].latency_ms,
     service_max_latency_ms: $sm[0].latency_ms,

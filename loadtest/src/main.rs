@@ -96,6 +96,10 @@ enum Command {
         /// for this long even when data arrives meanwhile (a real broker answers at once).
         #[arg(long, default_value_t = 500)]
         fetch_wait_max_ms: u32,
+        /// Publish one record per package, as the service must (contract §2), instead of one
+        /// copy per manifest: the transport's ceiling for the service's output shape.
+        #[arg(long)]
+        fan_out: bool,
     },
     /// Create topics on a broker (an existing topic is left as it is).
     CreateTopics {
@@ -158,6 +162,7 @@ fn main() -> ExitCode {
             group,
             compression,
             fetch_wait_max_ms,
+            fan_out,
         } => null::run(&null::NullConfig {
             brokers,
             input_topic: input,
@@ -165,6 +170,7 @@ fn main() -> ExitCode {
             group_id: group,
             compression,
             fetch_wait_max_ms,
+            fan_out,
         })
         .map(|()| ExitCode::SUCCESS),
         Command::CreateTopics {
