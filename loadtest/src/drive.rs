@@ -156,6 +156,7 @@ fn consumer_for(cfg: &RunConfig) -> Result<BaseConsumer> {
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         .set("fetch.wait.max.ms", "10")
+        .set("fetch.queue.backoff.ms", "10")
         .create()
         .context("cannot create the Kafka consumer")?;
     // Start every partition at its current end, before anything is produced.

@@ -48,6 +48,10 @@ pub fn run(cfg: &NullConfig) -> Result<()> {
         .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "500")
         .set("fetch.wait.max.ms", cfg.fetch_wait_max_ms.to_string())
+        // As the service's consumer: librdkafka's default pauses a partition's fetches for 1 s
+        // once the prefetch queue is full, and the fan-out, slower than the fetches, sat idle
+        // for most of each second (~50 k packages/s, against ~180 k with 10 ms).
+        .set("fetch.queue.backoff.ms", "10")
         .create()
         .context("cannot create the Kafka consumer")?;
     consumer

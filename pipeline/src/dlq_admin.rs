@@ -62,6 +62,7 @@ pub fn for_each(settings: &Settings, mut f: impl FnMut(DlqRecord) -> Result<()>)
             ("group.id", format!("{}-dlq-reader", settings.kafka.group_id)),
             ("enable.auto.commit", "false".into()),
             ("enable.partition.eof", "false".into()),
+            ("fetch.queue.backoff.ms", crate::service::FETCH_QUEUE_BACKOFF_MS.into()),
         ],
     )
     .create()

@@ -196,6 +196,9 @@ impl Default for DeliveryContext {
     }
 }
 
+/// The consumers' `fetch.queue.backoff.ms` (see where the service's consumer is made).
+pub const FETCH_QUEUE_BACKOFF_MS: &str = "10";
+
 /// The service producer's `message.timeout.ms` unless the settings give one: how long
 /// librdkafka keeps trying to deliver a message before it reports it failed.
 const MESSAGE_TIMEOUT_MS: u64 = 30_000;
@@ -319,6 +322,11 @@ pub fn run(
                     "queued.max.messages.kbytes",
                     settings.pipeline.consumer_queue_kbytes.to_string(),
                 ),
+                // How long a partition's fetches pause once the prefetch queue is full
+                // (librdkafka's default: 1 s). Flat out the service empties its queue in about a
+                // quarter of a second, then waited out the rest of the second with nothing to do:
+                // BENCHMARKS.md §4, session 10.
+                ("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS.into()),
                 ("session.timeout.ms", "6000".into()),
                 ("heartbeat.interval.ms", "500".into()),
             ],
