@@ -6,6 +6,7 @@
 #
 # Steps, all on one broker in one run:
 #   1. the null pipeline (consume → copy → produce: the ceiling), flat out, then at half its rate;
+#      with FAN_OUT=1, also the null pipeline publishing a record per package, flat out;
 #   2. `dutyflow run` with the exactly-once SQLite store, flat out (its maximum rate);
 #   3. the same service at half that rate (latency);
 # then prints a summary (real/null ratio, p99 at half rate, service RSS, CPU per package: each
@@ -95,6 +96,7 @@ stop "$null_pid"
 
 # 1b. FAN_OUT=1: the null pipeline publishing a record per package (the service's output
 # shape, contract §2), flat out: what the transport alone gives for that shape.
+rm -f "$OUT/null-fan-out.json"
 if [ "${FAN_OUT:-0}" = 1 ]; then
     "$loadtest" null-pipeline --brokers "$brokers" --input null.fin --output null.fan --group dutyflow-null-fan \
         --fetch-wait-max-ms "$FETCH_WAIT_MS" --fan-out >"$OUT/null-fan.log" 2>&1 &
@@ -172,5 +174,6 @@ jq -n --slurpfile nm "$OUT/null-max.json" --slurpfile nh "$OUT/null-half.json" \
                then null
                else $sm[0].service.cpu_cores_steady + $sm[0].broker_cpu_cores_steady + $sm[0].loadtest_cpu_cores_steady end; $r),
            service_half_rate: per_package($sh[0].service.cpu_cores_steady; $sh[0].throughput.steady_packages_per_s)}),
-    complete: ($nm[0].complete and $nh[0].complete and $sm[0].complete and $sh[0].complete)
+    complete: ($nm[0].complete and $nh[0].complete and $sm[0].complete and $sh[0].complete
+        and (if $nf[0] | has("complete") then $nf[0].complete else true end))
 }' | tee "$OUT/summary.json"

@@ -9,9 +9,9 @@
 //! one record per package (contract §2), each a slice of the manifest's bytes (the manifest cut
 //! into as many equal parts as `H_PACKAGES` says it holds packages, ~480 bytes for the load
 //! test's manifests, against ~600–700 for an assessment), each under a key of its own (input
-//! partition, offset and package: spread over the partitions as tracking numbers are; slices
-//! of manifests alike in shape would share keys, and so partitions), with only
-//! `dutyflow.source.timestamp`, through a producer
+//! partition, offset and package: spread over the partitions as tracking numbers are; keyed by
+//! their own first bytes, slices of manifests alike in shape shared keys and crowded into a few
+//! partitions), with only `dutyflow.source.timestamp`, through a producer
 //! set as the service's (`linger.ms` 1, failed deliveries reported only). The load test counts
 //! each such record as one package.
 
@@ -152,8 +152,8 @@ fn send(producer: &ThreadedProducer<DefaultProducerContext>, mut record: BaseRec
     }
 }
 
-/// `bytes` cut into `parts` contiguous slices of (nearly) equal length, none empty: fewer
-/// parts when there are fewer bytes than that.
+/// `bytes` cut into `parts` contiguous slices of (nearly) equal length, none empty unless
+/// `bytes` is (then one empty slice): fewer parts when there are fewer bytes than that.
 fn slices(bytes: &[u8], parts: usize) -> impl Iterator<Item = &[u8]> {
     let parts = parts.clamp(1, bytes.len().max(1));
     (0..parts).map(move |i| &bytes[i * bytes.len() / parts..(i + 1) * bytes.len() / parts])

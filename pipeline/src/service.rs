@@ -207,18 +207,20 @@ const MESSAGE_TIMEOUT_MS: u64 = 30_000;
 /// a message that times out has been reported (and counted as failed) before the wait ends.
 const DELIVERY_MARGIN: Duration = Duration::from_secs(5);
 
-/// How long a batch waits for its outputs under `config`: the message timeout it sets (under
-/// either of librdkafka's names for it; 0 is librdkafka's "no limit") plus the margin.
+/// How long a batch waits for its outputs under `config`: the message timeout it sets plus the
+/// margin. Set under both of librdkafka's names, either value may win when the producer is made
+/// (the configuration is a map), so the longer one counts. 0 is librdkafka's "no limit": a
+/// batch then waits for its outputs however long the broker takes, and so does a shutdown.
 fn delivery_wait(config: &ClientConfig) -> Duration {
-    let timeout_ms = config
-        .get("message.timeout.ms")
-        .or_else(|| config.get("delivery.timeout.ms"))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(MESSAGE_TIMEOUT_MS);
-    match timeout_ms {
-        0 => Duration::MAX,
-        ms => Duration::from_millis(ms) + DELIVERY_MARGIN,
+    let timeouts: Vec<u64> = ["message.timeout.ms", "delivery.timeout.ms"]
+        .iter()
+        .filter_map(|key| config.get(key)?.trim().parse().ok())
+        .collect();
+    if timeouts.contains(&0) {
+        return Duration::MAX;
     }
+    let timeout_ms = timeouts.into_iter().max().unwrap_or(MESSAGE_TIMEOUT_MS);
+    Duration::from_millis(timeout_ms) + DELIVERY_MARGIN
 }
 
 impl ClientContext for DeliveryContext {}
@@ -323,9 +325,9 @@ pub fn run(
                     settings.pipeline.consumer_queue_kbytes.to_string(),
                 ),
                 // How long a partition's fetches pause once the prefetch queue is full
-                // (librdkafka's default: 1 s). Flat out the service empties its queue in about a
-                // quarter of a second, then waited out the rest of the second with nothing to do:
-                // BENCHMARKS.md §4, session 10.
+                // (librdkafka's default: 1 s). Draining a backlog, the service emptied its queue
+                // well within that second and then waited with nothing to do (51 k against 96 k
+                // packages/s on Tansu: BENCHMARKS.md §4, session 10).
                 ("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS.into()),
                 ("session.timeout.ms", "6000".into()),
                 ("heartbeat.interval.ms", "500".into()),
@@ -1012,6 +1014,8 @@ mod tests {
             (Duration::from_secs(95), (None, some("90000")))
         );
         assert_eq!(producer_with(&[("message.timeout.ms", "0")]).0, Duration::MAX);
+        let both = [("message.timeout.ms", "40000"), ("delivery.timeout.ms", "70000")];
+        assert_eq!(producer_with(&both).0, Duration::from_secs(75));
     }
 
     /// The wait for a batch's outputs ends only once the broker holds every message, and a

@@ -164,7 +164,8 @@ fn read_versions(tx: &mut Tx<'_>, manifests: &[ManifestRecord]) -> Result<BTreeM
 /// at -1, goes with a rollback; a commit always moves it to `next`). Several rows per statement,
 /// and no `RETURNING`: SQLite collects returned rows in a temporary B-tree it opens and sets up
 /// for each statement, which cost the commit thread ~5% at half rate with one statement per
-/// partition (BENCHMARKS.md §4, session 10); PostgreSQL saves a round trip per partition.
+/// partition (BENCHMARKS.md §4, session 10). On PostgreSQL a batch's N partitions take two round
+/// trips instead of N.
 static OFFSET_CLAIMS: Insert = Insert::new(
     "offsets (consumer_group, topic, partition_id, next_offset)",
     4,
@@ -177,30 +178,37 @@ fn claim_partitions(tx: &mut Tx<'_>, group: &str, ranges: &[PartitionRange]) -> 
     let mut order: Vec<&PartitionRange> = ranges.iter().collect();
     order.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
     // The rows go in that order, statement after statement, so two processes sharing a
-    // PostgreSQL store always lock them in the same order.
+    // PostgreSQL store always lock them in the same order. A row goes once: PostgreSQL refuses
+    // an upsert that would change one row twice.
     let mut claims = Pending::new(&OFFSET_CLAIMS);
-    for r in &order {
+    let mut topics: Vec<&str> = Vec::new();
+    for (i, r) in order.iter().enumerate() {
+        if i > 0 && (&order[i - 1].topic, order[i - 1].partition) == (&r.topic, r.partition) {
+            continue;
+        }
         claims.push(args![group, r.topic.as_str(), r.partition, -1i64]);
+        if topics.last() != Some(&r.topic.as_str()) {
+            topics.push(&r.topic);
+        }
     }
     claims.flush(&mut **tx)?;
-    // Read under those locks. PostgreSQL runs the store's transactions at READ COMMITTED, so
-    // each read sees a row as the last transaction to commit it left it.
-    let mut topics: Vec<&str> = order.iter().map(|r| r.topic.as_str()).collect();
-    topics.dedup();
-    let mut stored: HashMap<(String, i64), i64> = HashMap::new();
-    query_in(
-        &mut **tx,
-        "SELECT topic, partition_id, next_offset FROM offsets WHERE consumer_group = $1 AND topic IN ($keys)",
-        args![group],
-        &topics,
-        &mut |row| {
-            stored.insert((row.text(0)?, row.int(1)?), row.int(2)?);
-            Ok(())
-        },
-    )?;
+    // Read under those locks, a query per topic (a batch nearly always has one; an `IN` list
+    // would cost SQLite a temporary B-tree again). PostgreSQL runs the store's transactions at
+    // READ COMMITTED, so each read sees a row as the last transaction to commit it left it.
+    let mut stored: HashMap<(&str, i64), i64> = HashMap::new();
+    for topic in topics {
+        tx.query(
+            "SELECT partition_id, next_offset FROM offsets WHERE consumer_group = $1 AND topic = $2",
+            args![group, topic],
+            &mut |row| {
+                stored.insert((topic, row.int(0)?), row.int(1)?);
+                Ok(())
+            },
+        )?;
+    }
     for r in order {
         let stored = *stored
-            .get(&(r.topic.clone(), i64::from(r.partition)))
+            .get(&(r.topic.as_str(), i64::from(r.partition)))
             .context("the offset claim left no row")?;
         if stored != r.expected {
             return Ok(Some(CommitOutcome::Fenced {
