@@ -672,64 +672,71 @@ fn a_batch_larger_than_a_statement_is_written_in_chunks(url: &StoreUrl) {
     assert_eq!(offsets(&store), BTreeMap::from([(0, 2)]));
 }
 
+/// Two threads, each with its own connection to the store at `url`, run `round(store, thread,
+/// round)` for rounds 0 to `rounds`, starting each round together; each thread's results, in
+/// round order.
+fn in_lockstep<T: Send + 'static>(url: &StoreUrl, rounds: i64, round: fn(&mut Store, usize, i64) -> T) -> [Vec<T>; 2] {
+    Store::open(url).unwrap();
+    let together = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let threads = [0, 1].map(|w| {
+        let (url, together) = (url.clone(), together.clone());
+        std::thread::spawn(move || {
+            let mut store = Store::open(&url).unwrap();
+            (0..rounds)
+                .map(|b| {
+                    together.wait();
+                    round(&mut store, w, b)
+                })
+                .collect::<Vec<T>>()
+        })
+    });
+    threads.map(|t| t.join().unwrap())
+}
+
 /// Two writers, each with its own connection and partition, commit batches at the same time
 /// into the same totals rows. Each batch also amends a manifest of the writer's previous batch,
 /// and both writers send one shared tracking number per round: exactly one of the two may win.
 fn two_writers_on_disjoint_partitions_end_with_exact_totals(url: &StoreUrl) {
     const ROUNDS: i64 = 15;
-    Store::open(url).unwrap();
     // Both writers start each round together, to race for the shared tracking number.
-    let round = std::sync::Arc::new(std::sync::Barrier::new(2));
-    let writer = |w: i32| {
-        let url = url.clone();
-        let round = round.clone();
-        std::thread::spawn(move || {
-            let mut store = Store::open(&url).unwrap();
-            for b in 0..ROUNDS {
-                round.wait();
-                let mut batch: Vec<ManifestRecord> = (0..4)
-                    .map(|i| {
-                        let carrier = ["LH", "AF"][i % 2];
-                        let mut packages = vec![
-                            accepted(&format!("{carrier}-w{w}-b{b}-{i}-a"), &[1000]),
-                            accepted(&format!("{carrier}-w{w}-b{b}-{i}-b"), &[250, 250]),
-                        ];
-                        if i == 1 {
-                            packages.push(accepted(&format!("shared-b{b}"), &[300]));
-                        }
-                        manifest(carrier, &format!("{carrier}-w{w}-b{b}-{i}"), "2026-03-02", packages)
-                    })
-                    .collect();
-                if b > 0 {
-                    let id = format!("LH-w{w}-b{}-0", b - 1);
-                    let package = accepted(&format!("LH-w{w}-b{}-0-a", b - 1), &[1000]);
-                    batch.push(manifest("LH", &id, "2026-03-02", vec![package]));
+    in_lockstep(url, ROUNDS, |store, w, b| {
+        let mut batch: Vec<ManifestRecord> = (0..4)
+            .map(|i| {
+                let carrier = ["LH", "AF"][i % 2];
+                let mut packages = vec![
+                    accepted(&format!("{carrier}-w{w}-b{b}-{i}-a"), &[1000]),
+                    accepted(&format!("{carrier}-w{w}-b{b}-{i}-b"), &[250, 250]),
+                ];
+                if i == 1 {
+                    packages.push(accepted(&format!("shared-b{b}"), &[300]));
                 }
-                let ranges = [range(w, if b == 0 { -1 } else { b }, b + 1)];
-                let mut attempts = 0;
-                loop {
-                    let outcome = store.commit_batch(GROUP, &ranges, &mut batch.clone(), |_, _| {
-                        std::thread::sleep(Duration::from_millis(5));
-                        Ok(())
-                    });
-                    match outcome {
-                        Ok(CommitOutcome::Committed) => break,
-                        Ok(fenced) => panic!("writer {w} fenced on its own partition: {fenced:?}"),
-                        // As the service does: a store error retries the batch.
-                        Err(e) => {
-                            attempts += 1;
-                            assert!(attempts < 20, "writer {w} keeps failing: {e:#}");
-                            std::thread::sleep(Duration::from_millis(20));
-                        }
-                    }
+                manifest(carrier, &format!("{carrier}-w{w}-b{b}-{i}"), "2026-03-02", packages)
+            })
+            .collect();
+        if b > 0 {
+            let id = format!("LH-w{w}-b{}-0", b - 1);
+            let package = accepted(&format!("LH-w{w}-b{}-0-a", b - 1), &[1000]);
+            batch.push(manifest("LH", &id, "2026-03-02", vec![package]));
+        }
+        let ranges = [range(w as i32, if b == 0 { -1 } else { b }, b + 1)];
+        let mut attempts = 0;
+        loop {
+            let outcome = store.commit_batch(GROUP, &ranges, &mut batch.clone(), |_, _| {
+                std::thread::sleep(Duration::from_millis(5));
+                Ok(())
+            });
+            match outcome {
+                Ok(CommitOutcome::Committed) => break,
+                Ok(fenced) => panic!("writer {w} fenced on its own partition: {fenced:?}"),
+                // As the service does: a store error retries the batch.
+                Err(e) => {
+                    attempts += 1;
+                    assert!(attempts < 20, "writer {w} keeps failing: {e:#}");
+                    std::thread::sleep(Duration::from_millis(20));
                 }
             }
-        })
-    };
-    let writers = [writer(0), writer(1)];
-    for w in writers {
-        w.join().unwrap();
-    }
+        }
+    });
     let store = Store::open(url).unwrap();
     // Per writer and round: two manifests of each carrier with 2 packages (3 lines, 15.00 of
     // value); LH loses package b of an amended manifest after the first round; AF gains the
@@ -765,42 +772,28 @@ fn two_writers_on_disjoint_partitions_end_with_exact_totals(url: &StoreUrl) {
 /// them to, and the totals count each round once.
 fn two_owners_racing_for_one_partition_commit_each_batch_once(url: &StoreUrl) {
     const ROUNDS: i64 = 8;
-    Store::open(url).unwrap();
-    let round = std::sync::Arc::new(std::sync::Barrier::new(2));
-    let owner = |w: usize| {
-        let url = url.clone();
-        let round = round.clone();
-        std::thread::spawn(move || {
-            let mut store = Store::open(&url).unwrap();
-            let mut outcomes = Vec::new();
-            for b in 0..ROUNDS {
-                round.wait();
-                let batch = vec![single(
-                    "LH",
-                    &format!("LH-{w}-{b}"),
-                    "2026-03-02",
-                    &format!("T{w}-{b}"),
-                    1000,
-                )];
-                let expected = if b == 0 { -1 } else { b };
-                // Partitions 0 and 1 of the same input offsets, as both owners fetched them, in
-                // opposite orders: the store must lock them in one order whatever it is given,
-                // or the owners deadlock (an error here, which fails the test).
-                let mut ranges = vec![range(0, expected, b + 1), range(1, expected, b + 1)];
-                if w == 1 {
-                    ranges.reverse();
-                }
-                let outcome = store.commit_batch(GROUP, &ranges, &mut batch.clone(), |_, _| {
-                    std::thread::sleep(Duration::from_millis(20));
-                    Ok(())
-                });
-                outcomes.push(outcome.unwrap_or_else(|e| panic!("owner {w}, round {b}: {e:#}")));
-            }
-            outcomes
-        })
-    };
-    let owners = [owner(0), owner(1)];
-    let [first, second] = owners.map(|o| o.join().unwrap());
+    let [first, second] = in_lockstep(url, ROUNDS, |store, w, b| {
+        let batch = vec![single(
+            "LH",
+            &format!("LH-{w}-{b}"),
+            "2026-03-02",
+            &format!("T{w}-{b}"),
+            1000,
+        )];
+        let expected = if b == 0 { -1 } else { b };
+        // Partitions 0 and 1 of the same input offsets, as both owners fetched them, in
+        // opposite orders: the store must lock them in one order whatever it is given, or the
+        // owners deadlock (an error here, which fails the test).
+        let mut ranges = vec![range(0, expected, b + 1), range(1, expected, b + 1)];
+        if w == 1 {
+            ranges.reverse();
+        }
+        let outcome = store.commit_batch(GROUP, &ranges, &mut batch.clone(), |_, _| {
+            std::thread::sleep(Duration::from_millis(20));
+            Ok(())
+        });
+        outcome.unwrap_or_else(|e| panic!("owner {w}, round {b}: {e:#}"))
+    });
     for (b, pair) in first.into_iter().zip(second).enumerate() {
         let fenced = CommitOutcome::Fenced {
             topic: TOPIC.into(),

@@ -47,18 +47,26 @@ fn core(c: &mut Criterion) {
     let mut scratch = Vec::new();
     let mut history = AccountHistory::default();
     let mut out = Vec::with_capacity(1 << 20);
-    let mut group = c.benchmark_group("core");
+    per_manifest(c, "core", |k| {
+        let mut outcome = ops.assess_message(&mut decoder, &inputs[k], &mut scratch);
+        ops.apply_history(&mut history, &mut outcome);
+        out.clear();
+        ops.encode_lines(&outcome, &mut out);
+        out.len()
+    });
+}
+
+/// Benchmarks `step(k)` as `name/manifest50`, throughput in packages, `k` going round the
+/// `ROTATION` inputs (or what was made of them) one call after another.
+fn per_manifest(c: &mut Criterion, name: &str, mut step: impl FnMut(usize) -> usize) {
+    let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(PACKAGES as u64));
     let mut i = 0usize;
     group.bench_function("manifest50", |b| {
         b.iter(|| {
-            let raw = &inputs[i % ROTATION];
+            let k = i % ROTATION;
             i += 1;
-            let mut outcome = ops.assess_message(&mut decoder, raw, &mut scratch);
-            ops.apply_history(&mut history, &mut outcome);
-            out.clear();
-            ops.encode_lines(&outcome, &mut out);
-            black_box(out.len())
+            black_box(step(black_box(k)))
         })
     });
     group.finish();
@@ -69,18 +77,10 @@ fn decode(c: &mut Criterion) {
     let inputs = inputs();
     let mut decoder = Decoder::default();
     let mut scratch = Vec::new();
-    let mut group = c.benchmark_group("decode");
-    group.throughput(Throughput::Elements(PACKAGES as u64));
-    let mut i = 0usize;
-    group.bench_function("manifest50", |b| {
-        b.iter(|| {
-            let raw = &inputs[i % ROTATION];
-            i += 1;
-            let manifest = decoder.decode(black_box(raw), &mut scratch);
-            black_box(manifest.map(|m| m.packages.len()).unwrap_or(0))
-        })
+    per_manifest(c, "decode", |k| {
+        let manifest = decoder.decode(&inputs[k], &mut scratch);
+        manifest.map(|m| m.packages.len()).unwrap_or(0)
     });
-    group.finish();
 }
 
 /// The floor the decided parser sets: the copy simd-json rewrites and its two stages
@@ -92,24 +92,16 @@ fn parser_floor(c: &mut Criterion) {
     let mut scratch: Vec<u8> = Vec::new();
     let mut kept: simd_json::Tape<'static> = simd_json::Tape(Vec::new());
     let mut nodes = 0usize;
-    let mut group = c.benchmark_group("simd_json_floor");
-    group.throughput(Throughput::Elements(PACKAGES as u64));
-    let mut i = 0usize;
-    group.bench_function("manifest50", |b| {
-        b.iter(|| {
-            let raw = &inputs[i % ROTATION];
-            i += 1;
-            scratch.clear();
-            scratch.extend_from_slice(black_box(raw));
-            // The tape's allocation is reused, as the decoder reuses it.
-            let mut tape = std::mem::replace(&mut kept, simd_json::Tape(Vec::new())).reset();
-            simd_json::fill_tape(scratch.as_mut_slice(), &mut buffers, &mut tape).expect("generated manifests parse");
-            nodes += tape.0.len();
-            kept = tape.reset();
-            black_box(nodes)
-        })
+    per_manifest(c, "simd_json_floor", |k| {
+        scratch.clear();
+        scratch.extend_from_slice(&inputs[k]);
+        // The tape's allocation is reused, as the decoder reuses it.
+        let mut tape = std::mem::replace(&mut kept, simd_json::Tape(Vec::new())).reset();
+        simd_json::fill_tape(scratch.as_mut_slice(), &mut buffers, &mut tape).expect("generated manifests parse");
+        nodes += tape.0.len();
+        kept = tape.reset();
+        nodes
     });
-    group.finish();
 }
 
 /// Writing `assessment/v1` lines from outcomes computed beforehand.
@@ -129,19 +121,11 @@ fn encode(c: &mut Criterion) {
         })
         .collect();
     let mut out = Vec::with_capacity(1 << 20);
-    let mut group = c.benchmark_group("encode");
-    group.throughput(Throughput::Elements(PACKAGES as u64));
-    let mut i = 0usize;
-    group.bench_function("manifest50", |b| {
-        b.iter(|| {
-            let outcome = &outcomes[i % ROTATION];
-            i += 1;
-            out.clear();
-            ops.encode_lines(black_box(outcome), &mut out);
-            black_box(out.len())
-        })
+    per_manifest(c, "encode", |k| {
+        out.clear();
+        ops.encode_lines(&outcomes[k], &mut out);
+        out.len()
     });
-    group.finish();
 }
 
 /// Each input decoded once, kept for the per-operator benches.

@@ -180,18 +180,15 @@ fn claim_partitions(tx: &mut Tx<'_>, group: &str, ranges: &[PartitionRange]) -> 
     // The rows go in that order, statement after statement, so two processes sharing a
     // PostgreSQL store always lock them in the same order. A row goes once: PostgreSQL refuses
     // an upsert that would change one row twice.
+    let mut rows: Vec<(&str, i32)> = order.iter().map(|r| (r.topic.as_str(), r.partition)).collect();
+    rows.dedup();
     let mut claims = Pending::new(&OFFSET_CLAIMS);
-    let mut topics: Vec<&str> = Vec::new();
-    for (i, r) in order.iter().enumerate() {
-        if i > 0 && (&order[i - 1].topic, order[i - 1].partition) == (&r.topic, r.partition) {
-            continue;
-        }
-        claims.push(args![group, r.topic.as_str(), r.partition, -1i64]);
-        if topics.last() != Some(&r.topic.as_str()) {
-            topics.push(&r.topic);
-        }
+    for &(topic, partition) in &rows {
+        claims.push(args![group, topic, partition, -1i64]);
     }
     claims.flush(&mut **tx)?;
+    let mut topics: Vec<&str> = rows.iter().map(|&(topic, _)| topic).collect();
+    topics.dedup();
     // Read under those locks, a query per topic (a batch nearly always has one; an `IN` list
     // would cost SQLite a temporary B-tree again). PostgreSQL runs the store's transactions at
     // READ COMMITTED, so each read sees a row as the last transaction to commit it left it.
