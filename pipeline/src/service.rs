@@ -699,11 +699,13 @@ fn commit_with_retry(
         let publish_failed = Cell::new(false);
         // The outputs are queued on a thread of their own, while this one writes the store's
         // rows: the commit thread is the service's one serial stage, and queueing a record with
-        // librdkafka (a copy, an allocation, a lock) took a fifth of its time. The batch's
-        // messages and results travel to that thread and come back when it is joined.
-        let returned: RefCell<Option<Outputs>> = RefCell::new(None);
+        // librdkafka (a copy, an allocation, a lock) took a fifth of its time. That thread
+        // borrows the batch, so whatever becomes of it (an error, a panic, a thread that could
+        // not start) the batch stays whole for the retry; the scope ends the borrow.
+        let assessed: &mut AssessedBatch = b;
         let outcome = std::thread::scope(|scope| {
             let sending: RefCell<Option<Sending<'_>>> = RefCell::new(None);
+            let (sending_ref, publish_failed_ref) = (&sending, &publish_failed);
             // Outputs go out once the store has decided every package; the store writes its rows
             // while they are queued and the broker acknowledges them, and commits after the last
             // acknowledgement.
@@ -711,48 +713,49 @@ fn commit_with_retry(
                 &settings.kafka.group_id,
                 &ranges,
                 &mut records,
-                |records, rejections| {
-                    batch::undo_store_rejections(b);
+                move |records, rejections| {
+                    batch::undo_store_rejections(assessed);
                     for r in rejections {
-                        batch::apply_store_rejection(b, records, r);
+                        batch::apply_store_rejection(assessed, records, r);
                     }
-                    let outputs = Outputs::take(b);
+                    let assessed: &AssessedBatch = assessed;
+                    // Read before anything of this attempt is queued: any failure of its
+                    // outputs is counted after it.
+                    let failed_before = producer.context().failed.load(Ordering::SeqCst);
                     let handle = std::thread::Builder::new()
                         .name("dutyflow-publish".into())
                         .spawn_scoped(scope, move || {
-                            let sent = publish(settings, producer, &outputs.messages, &outputs.results);
-                            (outputs, sent)
+                            publish(settings, producer, &assessed.messages, &assessed.results)
                         });
                     match handle {
                         Ok(h) => {
-                            *sending.borrow_mut() = Some(h);
+                            *sending_ref.borrow_mut() = Some((h, failed_before));
                             Ok(())
                         }
                         Err(e) => {
-                            publish_failed.set(true);
+                            publish_failed_ref.set(true);
                             Err(anyhow::Error::new(e).context("cannot start the thread that queues the outputs"))
                         }
                     }
                 },
                 || {
                     let wait_started = Instant::now();
-                    let sent = join_sending(&sending, &returned);
-                    let delivered = sent.and_then(|failed_before| await_delivery(producer, failed_before));
+                    let delivered =
+                        join_sending(&sending).and_then(|failed_before| await_delivery(producer, failed_before));
                     publishing.set(wait_started.elapsed());
                     publish_failed.set(delivered.is_err());
                     delivered
                 },
             );
-            // A store error between the two steps: the outputs still come back (whatever was
+            // A store error between the two steps: the thread is joined here (whatever it
             // queued is delivered at least once; the retry queues the batch again).
             if sending.borrow().is_some() {
-                let _ = join_sending(&sending, &returned);
+                if let Err(e) = join_sending(&sending) {
+                    tracing::warn!(error = %e, "queueing the outputs of a failed attempt failed too");
+                }
             }
             outcome
         });
-        if let Some(outputs) = returned.take() {
-            outputs.restore(b);
-        }
         let (publishing, publish_failed) = (publishing.get(), publish_failed.get());
         b.records = records;
         let storing = started.elapsed().saturating_sub(publishing).as_secs_f64();
@@ -855,53 +858,35 @@ fn record_stats(stats: &Stats, b: &AssessedBatch, batches: usize) {
     metrics::gauge!(mx::LAST_COMMIT).set(now.as_secs_f64());
 }
 
-/// A batch's messages and results, on their way to the thread that queues its outputs.
-struct Outputs {
-    messages: Vec<InputMessage>,
-    results: Vec<batch::MessageResult>,
-}
+/// The thread queueing a batch's outputs, and the producer's failure count before it started.
+type Sending<'scope> = (std::thread::ScopedJoinHandle<'scope, Result<()>>, u64);
 
-impl Outputs {
-    fn take(b: &mut AssessedBatch) -> Self {
-        Outputs {
-            messages: std::mem::take(&mut b.messages),
-            results: std::mem::take(&mut b.results),
-        }
-    }
-
-    fn restore(self, b: &mut AssessedBatch) {
-        b.messages = self.messages;
-        b.results = self.results;
-    }
-}
-
-/// The thread queueing a batch's outputs: it hands them back with [`publish`]'s result.
-type Sending<'scope> = std::thread::ScopedJoinHandle<'scope, (Outputs, Result<u64>)>;
-
-/// Waits for the thread in `sending` (if any), keeps the outputs it hands back in `returned`,
-/// and returns what [`publish`] returned.
-fn join_sending(sending: &RefCell<Option<Sending<'_>>>, returned: &RefCell<Option<Outputs>>) -> Result<u64> {
-    let Some(handle) = sending.borrow_mut().take() else {
+/// Waits for the thread in `sending`; the failure count before it started, if it queued every
+/// output.
+fn join_sending(sending: &RefCell<Option<Sending<'_>>>) -> Result<u64> {
+    let Some((handle, failed_before)) = sending.borrow_mut().take() else {
         anyhow::bail!("the batch's outputs were not queued");
     };
     match handle.join() {
-        Ok((outputs, sent)) => {
-            *returned.borrow_mut() = Some(outputs);
-            sent
+        Ok(queued) => queued.map(|()| failed_before),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            anyhow::bail!("the thread queueing the batch's outputs panicked: {what}")
         }
-        Err(_) => anyhow::bail!("the thread queueing the batch's outputs failed"),
     }
 }
 
-/// Queues every output of a batch's messages for sending; returns the producer's failure count
-/// before, for [`await_delivery`].
+/// Queues every output of a batch's messages for sending (see [`await_delivery`]).
 fn publish(
     settings: &Settings,
     producer: &ThreadedProducer<DeliveryContext>,
     messages: &[InputMessage],
     results: &[batch::MessageResult],
-) -> Result<u64> {
-    let failed_before = producer.context().failed.load(Ordering::SeqCst);
+) -> Result<()> {
     for (msg, result) in messages.iter().zip(results) {
         let source_ts = msg.timestamp_ms.map(|t| t.to_string());
         let source_header = || {
@@ -938,7 +923,7 @@ fn publish(
             send(producer, record)?;
         }
     }
-    Ok(failed_before)
+    Ok(())
 }
 
 /// Waits until the broker has acknowledged every output sent, and fails if any delivery failed
@@ -1130,10 +1115,10 @@ mod tests {
         assert!(producer.context().last_error.lock().unwrap().is_some());
     }
 
-    /// A batch whose outputs the broker refuses is committed by a later attempt, once. Its
-    /// messages and results go to the thread that queues the outputs and come back after each
-    /// attempt: the retry publishes every assessment again, the store holds the batch's totals
-    /// and offsets once, and the committed batch is counted whole.
+    /// A batch whose outputs the broker refuses is committed by a later attempt, once: the retry
+    /// publishes every output again (from the thread that queues them, which borrows the
+    /// batch), with the store's duplicates rejected again and not twice, the store holds the
+    /// batch's totals and offsets once, and the committed batch is counted whole.
     #[test]
     fn a_batch_whose_delivery_fails_is_committed_once_by_its_retry() {
         use crate::store::PartitionRange;
@@ -1152,8 +1137,12 @@ mod tests {
         let mut store = Store::open(&url).unwrap();
 
         let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/examples");
-        let text = std::fs::read_to_string(examples.join("manifest-bad-packages.jsonl")).unwrap()
-            + &std::fs::read_to_string(examples.join("manifest-valid.jsonl")).unwrap();
+        let valid = std::fs::read_to_string(examples.join("manifest-valid.jsonl")).unwrap();
+        // The same packages again under another manifest id: the store rejects each as a
+        // 12-month duplicate, so every attempt undoes and applies its rejections again.
+        let reused = valid.replace("LH-20260302-LH400-01", "LH-20260302-LH400-91");
+        assert_ne!(reused, valid, "the fixture's manifest id changed");
+        let text = std::fs::read_to_string(examples.join("manifest-bad-packages.jsonl")).unwrap() + &valid + &reused;
         let messages: Vec<InputMessage> = text
             .lines()
             .filter(|l| !l.trim().is_empty())
@@ -1180,15 +1169,21 @@ mod tests {
         let ops = Operators::load(&dutyflow_operators::default_config_dir()).unwrap();
         let mut b = batch::assess(&ops, &mut AccountHistory::default(), Batch { messages, ranges });
         let packages = b.packages();
-        let accepted: u64 = b.results.iter().map(|r| r.accepted).sum();
+        // The operators accept the reused manifest's packages; the store will not.
+        let reused_accepted = b.results.last().unwrap().accepted;
+        let accepted: u64 = b.results.iter().map(|r| r.accepted).sum::<u64>() - reused_accepted;
         let outputs: usize = b
             .results
             .iter()
             .map(|r| r.assessments.len() + r.dead_letters.len())
             .sum();
         assert!(
-            accepted > 0 && packages > accepted,
-            "the fixtures hold accepted and rejected packages"
+            reused_accepted > 0 && accepted > 0,
+            "the fixtures hold accepted packages"
+        );
+        assert!(
+            packages > accepted + reused_accepted,
+            "the fixtures hold rejected packages"
         );
 
         let stats = Arc::new(Stats::default());
@@ -1222,11 +1217,18 @@ mod tests {
         assert_eq!(stats.commits.load(Ordering::SeqCst), 1);
         assert_eq!(stats.packages.load(Ordering::SeqCst), packages);
         assert_eq!(stats.accepted.load(Ordering::SeqCst), accepted);
+        assert_eq!(stats.rejected.load(Ordering::SeqCst), packages - accepted);
+        assert_eq!(
+            stats.by_code.lock().unwrap()["DUPLICATE_TRACKING_NUMBER"],
+            reused_accepted
+        );
         assert_eq!((b.messages.len() as i64, b.results.len() as i64), (n, n));
         let totalled: i64 = store.totals(None, None).unwrap().iter().map(|r| r.packages).sum();
         assert_eq!(totalled, accepted as i64, "the store counted the batch other than once");
         assert_eq!(store.offsets(&settings.kafka.group_id, "manifests").unwrap()[&0], n);
         let watermarks: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+        // Every package's assessment, and a dead letter for each rejected one, the store's too.
+        let outputs = outputs + reused_accepted as usize;
         let held: i64 = [&settings.kafka.assessments_topic, &settings.kafka.dlq_topic]
             .iter()
             .flat_map(|t| (0..2).map(|p| watermarks.fetch_watermarks(t, p, Duration::from_secs(10)).unwrap().1))
