@@ -14,3 +14,8 @@ pub mod settings;
 pub mod store;
 pub mod totals;
 pub mod worksheet;
+
+/// The workspace's scratch directories, for the unit tests.
+#[cfg(test)]
+#[path = "../../tests/scratch/mod.rs"]
+pub(crate) mod scratch;

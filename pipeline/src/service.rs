@@ -186,12 +186,13 @@ pub struct DeliveryContext {
     wait: Duration,
 }
 
-impl Default for DeliveryContext {
-    fn default() -> Self {
+impl DeliveryContext {
+    /// The context of a producer made from `config`: its wait follows the config's timeout.
+    fn for_config(config: &ClientConfig) -> Self {
         DeliveryContext {
             failed: AtomicU64::new(0),
             last_error: Mutex::new(None),
-            wait: Duration::from_millis(MESSAGE_TIMEOUT_MS) + DELIVERY_MARGIN,
+            wait: delivery_wait(config),
         }
     }
 }
@@ -202,6 +203,9 @@ pub const FETCH_QUEUE_BACKOFF_MS: &str = "10";
 /// The service producer's `message.timeout.ms` unless the settings give one: how long
 /// librdkafka keeps trying to deliver a message before it reports it failed.
 const MESSAGE_TIMEOUT_MS: u64 = 30_000;
+
+/// librdkafka's own `message.timeout.ms`, for a producer whose config names no timeout.
+const LIBRDKAFKA_MESSAGE_TIMEOUT_MS: u64 = 300_000;
 
 /// How much longer than the producer's message timeout a batch waits for its outputs, so that
 /// a message that times out has been reported (and counted as failed) before the wait ends.
@@ -219,7 +223,7 @@ fn delivery_wait(config: &ClientConfig) -> Duration {
     if timeouts.contains(&0) {
         return Duration::MAX;
     }
-    let timeout_ms = timeouts.into_iter().max().unwrap_or(MESSAGE_TIMEOUT_MS);
+    let timeout_ms = timeouts.into_iter().max().unwrap_or(LIBRDKAFKA_MESSAGE_TIMEOUT_MS);
     Duration::from_millis(timeout_ms) + DELIVERY_MARGIN
 }
 
@@ -254,12 +258,8 @@ pub fn client_config(settings: &Settings, brokers: &str, defaults: &[(&str, Stri
 /// failed deliveries (see [`DeliveryContext`]).
 fn service_producer(settings: &Settings, brokers: &str) -> Result<ThreadedProducer<DeliveryContext>> {
     let config = service_producer_config(settings, brokers);
-    let context = DeliveryContext {
-        wait: delivery_wait(&config),
-        ..DeliveryContext::default()
-    };
     config
-        .create_with_context(context)
+        .create_with_context(DeliveryContext::for_config(&config))
         .context("cannot create the Kafka producer")
 }
 
@@ -981,7 +981,7 @@ pub fn send<'a>(producer: &ThreadedProducer<DeliveryContext>, mut record: BaseRe
 
 /// An idempotent producer for input messages (`produce`, the demo's generator).
 pub fn producer(settings: &Settings, brokers: &str) -> Result<ThreadedProducer<DeliveryContext>> {
-    client_config(
+    let config = client_config(
         settings,
         brokers,
         &[
@@ -989,9 +989,10 @@ pub fn producer(settings: &Settings, brokers: &str) -> Result<ThreadedProducer<D
             ("linger.ms", "5".into()),
             ("compression.type", "lz4".into()),
         ],
-    )
-    .create_with_context(DeliveryContext::default())
-    .context("cannot create the Kafka producer")
+    );
+    config
+        .create_with_context(DeliveryContext::for_config(&config))
+        .context("cannot create the Kafka producer")
 }
 
 /// Sends every non-empty line of `files` as one message to the input topic; returns the count.
@@ -1132,8 +1133,8 @@ mod tests {
         }
         let brokers = cluster.bootstrap_servers();
         let producer = service_producer(&settings, &brokers).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let url = StoreUrl::Sqlite(dir.path().join("store.db"));
+        let dir = crate::scratch::dir("service-retry");
+        let url = StoreUrl::Sqlite(dir.join("store.db"));
         let mut store = Store::open(&url).unwrap();
 
         let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/examples");

@@ -4,7 +4,7 @@
 //! failing test, or with `--nocapture`).
 //!
 //! One file for the workspace, included by path (`#[path = "…/tests/scratch/mod.rs"] mod
-//! scratch;`) by the test crates, the SQLite store's unit tests, the store bench and the load
+//! scratch;`) by the test crates, the pipeline crate's unit tests, the store bench and the load
 //! test's tests; each uses part of it.
 #![allow(dead_code)]
 

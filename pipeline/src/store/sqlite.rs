@@ -418,12 +418,9 @@ impl Backend for Sqlite {
 }
 
 #[cfg(test)]
-#[path = "../../../tests/scratch/mod.rs"]
-mod scratch;
-
-#[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scratch;
     use crate::store::bulk::MAX_PARAMETERS;
 
     /// A store file in a fresh temporary directory, removed with the returned guard.
