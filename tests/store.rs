@@ -16,7 +16,7 @@ use harness::{
     broker, config_dir, expected_from_file_mode, produce, service, service_cmd, summarize_totals, temp_dir, wait_for,
     Proc, BIN,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, PoisonError};
@@ -1180,6 +1180,103 @@ fn a_merge_goes_a_slice_per_batch(url: &StoreUrl) {
     assert_eq!(rejected, ["LH-1", "LH-2", "LH-4c"]);
 }
 
+/// A carrier's duplicate filter, once full, is built again larger a slice per batch, by a scan of
+/// the carrier's runs in key order while merges move numbers between runs: every number stays
+/// found meanwhile, and each new filter holds every number once it replaces the old.
+fn a_full_duplicate_filter_grows_a_slice_per_batch(url: &StoreUrl) {
+    let mut store = Store::open(url).unwrap();
+    store.set_tracking_fan_in(2);
+    store.set_tracking_merge_slice(50);
+    store.set_tracking_filter_sizes(64, 40);
+    let number = |n: u32| format!("RR{n:09}DE");
+    // Batch b holds manifest LH-b of numbers 3b, 3b + 100, 3b + 200, … (150 of them, so that
+    // every run spans the key range and a scan of several slices meets merges under way), and
+    // from the second batch on, a manifest reusing two numbers of earlier batches.
+    let numbers_of = |b: u32| (0..150).map(move |i| 3 * b + 100 * i);
+    let owner = |n: u32| {
+        let b = (n % 100) / 3;
+        assert_eq!(n % 100 % 3, 0);
+        format!("LH-{b}")
+    };
+    let mut partition = Partition0::default();
+    let reuse_all = |partition: &mut Partition0, store: &mut Store, batches: u32, id: &str| {
+        let all: Vec<u32> = (0..batches).flat_map(numbers_of).collect();
+        let reuse = manifest(
+            "LH",
+            id,
+            "2026-03-04",
+            all.iter().map(|&n| accepted(&number(n), &[1000])).collect(),
+        );
+        let rejections = partition.commit(store, vec![reuse]);
+        let found: BTreeMap<usize, String> = rejections
+            .into_iter()
+            .map(|r| (r.package, r.other_manifest_id))
+            .collect();
+        let missed: Vec<u32> = all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !found.contains_key(i))
+            .map(|(_, &n)| n)
+            .collect();
+        assert!(
+            missed.is_empty(),
+            "{id}: {} of {} numbers not found, e.g. {:?}",
+            missed.len(),
+            all.len(),
+            &missed[..missed.len().min(5)]
+        );
+        for (i, &n) in all.iter().enumerate() {
+            assert_eq!(found[&i], owner(n), "{id}: number {n}");
+        }
+    };
+    let (mut scanned_batches, mut swaps, mut capacities) = (0, 0, BTreeSet::new());
+    let mut was_scanning = false;
+    for b in 0..30u32 {
+        let new = manifest(
+            "LH",
+            &format!("LH-{b}"),
+            "2026-03-02",
+            numbers_of(b).map(|n| accepted(&number(n), &[1000])).collect(),
+        );
+        let mut batch = vec![new];
+        let reused: Vec<u32> = if b == 0 {
+            vec![]
+        } else {
+            vec![
+                3 * (b / 2) + 100 * ((7 * b) % 150),
+                3 * (b - 1) + 100 * ((11 * b) % 150),
+            ]
+        };
+        if !reused.is_empty() {
+            batch.push(manifest(
+                "LH",
+                &format!("LH-r{b}"),
+                "2026-03-03",
+                reused.iter().map(|&n| accepted(&number(n), &[1000])).collect(),
+            ));
+        }
+        let others: Vec<String> = partition
+            .commit(&mut store, batch)
+            .into_iter()
+            .map(|r| r.other_manifest_id)
+            .collect();
+        let owners: Vec<String> = reused.iter().map(|&n| owner(n)).collect();
+        assert_eq!(others, owners, "batch {b}");
+        let (_, capacity, scanning) = store.tracking_filter("LH").unwrap();
+        scanned_batches += usize::from(scanning);
+        capacities.insert(capacity);
+        if was_scanning && !scanning {
+            // The new filter has just replaced the old: it must hold every number.
+            swaps += 1;
+            reuse_all(&mut partition, &mut store, b + 1, &format!("LH-all{b}"));
+        }
+        was_scanning = scanning;
+    }
+    // It filled and grew several times, each time over several batches.
+    assert!(capacities.len() >= 4 && swaps >= 3, "{capacities:?}, {swaps} swaps");
+    assert!(scanned_batches >= 8, "{scanned_batches} batches with a scan under way");
+}
+
 /// Two processes commit numbers of the same carrier: the in-memory filter each keeps of the
 /// carrier's numbers goes stale when the other commits, and the duplicate check still finds
 /// every number the other accepted.
@@ -1268,6 +1365,7 @@ battery!(
     merged_tracking_numbers_count_and_go_with_an_amendment,
     tracking_runs_of_many_chunks_merge_and_are_searched,
     a_merge_goes_a_slice_per_batch,
+    a_full_duplicate_filter_grows_a_slice_per_batch,
     two_processes_committing_one_carrier_both_see_its_duplicates,
 );
 

@@ -459,6 +459,12 @@ fn read_held(
                 }
             }
         }
+        if let Some((since, scan)) = filters.scan_due(carrier, version) {
+            let entries = filters.scan_slice_entries(keys.tracking_numbers.len());
+            filters.scan_slice(carrier, |add| {
+                runs::scan_numbers(tx, carrier, since, &scan, entries, add)
+            })?;
+        }
         let tracking = filters.maybe_held(carrier, version, keys.tracking_numbers.iter().copied());
         // The entries found, by manifest: number and arrival date (an entry held by two runs
         // comes twice).
@@ -510,10 +516,18 @@ fn read_held(
 
 /// Builds `carrier`'s filter from every run of the carrier.
 fn rebuild_filter(tx: &mut Tx<'_>, filters: &mut Filters, carrier: &str, version: i64) -> Result<()> {
+    let started = std::time::Instant::now();
     let count = runs::count_since(tx, carrier, -1)?;
     filters.rebuild(carrier, version, count as usize, |add| {
         runs::numbers(tx, carrier, -1, add)
-    })
+    })?;
+    tracing::debug!(
+        carrier,
+        numbers = count,
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "duplicate filter built from the store"
+    );
+    Ok(())
 }
 
 /// A manifest the batch writes: its row as the batch leaves it.

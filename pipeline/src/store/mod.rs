@@ -180,6 +180,21 @@ impl Store {
         self.min_slice = entries.max(1);
     }
 
+    /// The smallest duplicate filter, in tracking numbers, and the smallest slice of the scan
+    /// that builds a full one again (see `filter.rs`). Tests lower them to exercise filters that
+    /// fill and grow.
+    #[doc(hidden)]
+    pub fn set_tracking_filter_sizes(&mut self, first_capacity: usize, min_scan_slice: usize) {
+        self.filters.set_sizes(first_capacity, min_scan_slice);
+    }
+
+    /// A carrier's duplicate filter in this process: the tracking numbers it holds, how many it
+    /// is built for, and whether a larger one is being built. For tests.
+    #[doc(hidden)]
+    pub fn tracking_filter(&self, carrier: &str) -> Option<(usize, usize, bool)> {
+        self.filters.state(carrier)
+    }
+
     /// A carrier's runs of tracking numbers, by level and age. For tests.
     #[doc(hidden)]
     pub fn tracking_runs(&self, carrier: &str) -> Result<Vec<RunInfo>> {
