@@ -1187,7 +1187,7 @@ fn a_full_duplicate_filter_grows_a_slice_per_batch(url: &StoreUrl) {
     let mut store = Store::open(url).unwrap();
     store.set_tracking_fan_in(2);
     store.set_tracking_merge_slice(50);
-    store.set_tracking_filter_sizes(64, 40);
+    store.set_tracking_filter_sizes(64, 100);
     let number = |n: u32| format!("RR{n:09}DE");
     // Batch b holds manifest LH-b of numbers 3b, 3b + 100, 3b + 200, … (150 of them, so that
     // every run spans the key range and a scan of several slices meets merges under way), and

@@ -150,8 +150,9 @@ pub(crate) struct Filters {
     bytes: usize,
     /// [`MAX_BYTES`], smaller in tests.
     max_bytes: usize,
-    /// [`FIRST_CAPACITY`] and [`MIN_SCAN_SLICE`], smaller in tests.
+    /// [`FIRST_CAPACITY`], [`SCAN_FACTOR`] and [`MIN_SCAN_SLICE`], other in tests.
     first_capacity: usize,
+    scan_factor: usize,
     min_scan_slice: usize,
 }
 
@@ -162,6 +163,7 @@ impl Default for Filters {
             bytes: 0,
             max_bytes: MAX_BYTES,
             first_capacity: FIRST_CAPACITY,
+            scan_factor: SCAN_FACTOR,
             min_scan_slice: MIN_SCAN_SLICE,
         }
     }
@@ -181,15 +183,17 @@ pub(super) enum Check {
 }
 
 impl Filters {
-    /// Smaller filters and scan slices, for tests (see [`FIRST_CAPACITY`], [`MIN_SCAN_SLICE`]).
-    pub(super) fn set_sizes(&mut self, first_capacity: usize, min_scan_slice: usize) {
+    /// For tests: the smallest filter (see [`FIRST_CAPACITY`]), and scan slices of `scan_slice`
+    /// entries whatever the batch adds.
+    pub(super) fn set_sizes(&mut self, first_capacity: usize, scan_slice: usize) {
         self.first_capacity = first_capacity.max(1);
-        self.min_scan_slice = min_scan_slice.max(1);
+        self.scan_factor = 0;
+        self.min_scan_slice = scan_slice.max(1);
     }
 
     /// The numbers a slice of a scan reads when its batch adds `added` numbers of the carrier.
     pub(super) fn scan_slice_entries(&self, added: usize) -> usize {
-        (SCAN_FACTOR * added).max(self.min_scan_slice)
+        (self.scan_factor * added).max(self.min_scan_slice)
     }
 
     /// `carrier`'s filter: the numbers it holds, how many it is built for, and whether its next

@@ -180,9 +180,9 @@ impl Store {
         self.min_slice = entries.max(1);
     }
 
-    /// The smallest duplicate filter, in tracking numbers, and the smallest slice of the scan
-    /// that builds a full one again (see `filter.rs`). Tests lower them to exercise filters that
-    /// fill and grow.
+    /// The smallest duplicate filter, in tracking numbers, and the slice of the scan that builds
+    /// a full one again, in entries, whatever a batch adds (see `filter.rs`). Tests lower them to
+    /// exercise filters that fill and grow over several batches.
     #[doc(hidden)]
     pub fn set_tracking_filter_sizes(&mut self, first_capacity: usize, min_scan_slice: usize) {
         self.filters.set_sizes(first_capacity, min_scan_slice);

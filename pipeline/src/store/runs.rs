@@ -757,52 +757,62 @@ pub(super) fn scan_numbers(
     entries: usize,
     number: &mut dyn FnMut(&str),
 ) -> Result<Option<Scan>> {
-    let runs: Vec<i64> = tx.rows(
-        "SELECT run_id FROM tracking_runs WHERE carrier = $1 AND (level > 0 OR run_id <= $2) ORDER BY run_id",
+    let listed: Vec<(i64, i64)> = tx.rows(
+        "SELECT run_id, entries FROM tracking_runs WHERE carrier = $1 AND (level > 0 OR run_id <= $2) ORDER BY run_id",
         args![carrier, since],
-        |r| r.int(0),
+        |r| Ok((r.int(0)?, r.int(1)?)),
     )?;
-    let per_run = entries.div_ceil(CHUNK_ENTRIES * runs.len().max(1)).max(1) as i64;
-    // Each run's chunks from the scan's position, and whether it has more past them.
-    let mut read: Vec<(Vec<(String, String)>, bool)> = Vec::with_capacity(runs.len());
+    let Some(&(largest, largest_entries)) = listed.iter().max_by_key(|(_, entries)| *entries) else {
+        return Ok(None);
+    };
+    let from = scan.from.as_deref().unwrap_or("");
+    let chunk = |r: &dyn super::backend::Row| Ok((r.text(0)?, r.text(1)?));
+    // The slice ends at a chunk of the largest run, whose chunks are the narrowest (numbers
+    // spread over the same key range in every run): its share of the slice's entries, in
+    // chunks, and then the first chunk it does not read.
+    let total: i64 = listed.iter().map(|(_, entries)| entries).sum();
+    let share = (entries as u64).saturating_mul(largest_entries.max(0) as u64) / total.max(1) as u64;
+    let take = share.div_ceil(CHUNK_ENTRIES as u64).max(1) as i64;
+    let mut chunks: Vec<(String, String)> = tx.rows(
+        "SELECT first_number, entries FROM tracking_run_chunks
+         WHERE carrier = $1 AND run_id = $2 AND first_number >= $3
+         ORDER BY first_number LIMIT $4",
+        args![carrier, largest, from, take + 1],
+        chunk,
+    )?;
+    let end = (chunks.len() as i64 > take).then(|| chunks.pop().expect("a chunk").0);
+    let runs: Vec<i64> = listed.iter().map(|(run_id, _)| *run_id).collect();
     for &run_id in &runs {
-        let mut chunks = Vec::new();
-        let from = scan.from.as_deref().unwrap_or("");
         if scan.from.is_some() && !scan.runs.contains(&run_id) {
-            if let Some(c) = tx.first(
+            // New to the scan (a merge's run): its chunk holding `from` as well.
+            chunks.extend(tx.first(
                 "SELECT first_number, entries FROM tracking_run_chunks
                  WHERE carrier = $1 AND run_id = $2 AND first_number < $3
                  ORDER BY first_number DESC LIMIT 1",
                 args![carrier, run_id, from],
-                |r| Ok((r.text(0)?, r.text(1)?)),
-            )? {
-                chunks.push(c);
-            }
+                chunk,
+            )?);
         }
-        let next: Vec<(String, String)> = tx.rows(
-            "SELECT first_number, entries FROM tracking_run_chunks
-             WHERE carrier = $1 AND run_id = $2 AND first_number >= $3
-             ORDER BY first_number LIMIT $4",
-            args![carrier, run_id, from, per_run],
-            |r| Ok((r.text(0)?, r.text(1)?)),
-        )?;
-        let more = next.len() as i64 == per_run;
-        chunks.extend(next);
-        read.push((chunks, more));
+        if run_id == largest {
+            continue;
+        }
+        match &end {
+            Some(end) => chunks.extend(tx.rows(
+                "SELECT first_number, entries FROM tracking_run_chunks
+                 WHERE carrier = $1 AND run_id = $2 AND first_number >= $3 AND first_number < $4",
+                args![carrier, run_id, from, end.as_str()],
+                chunk,
+            )?),
+            None => chunks.extend(tx.rows(
+                "SELECT first_number, entries FROM tracking_run_chunks
+                 WHERE carrier = $1 AND run_id = $2 AND first_number >= $3",
+                args![carrier, run_id, from],
+                chunk,
+            )?),
+        }
     }
-    // The slice ends where the first run with more chunks than it read stops being read.
-    let end = read
-        .iter()
-        .filter(|(_, more)| *more)
-        .filter_map(|(chunks, _)| chunks.last().map(|(first, _)| first.clone()))
-        .min();
-    for (chunks, _) in &read {
-        for (first, text) in chunks {
-            if end.as_ref().is_some_and(|end| first >= end) {
-                break;
-            }
-            chunk_numbers(text, number)?;
-        }
+    for (_, text) in &chunks {
+        chunk_numbers(text, number)?;
     }
     Ok(end.map(|from| Scan { from: Some(from), runs }))
 }
