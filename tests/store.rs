@@ -980,7 +980,7 @@ fn a_version_3_store_is_migrated(url: &StoreUrl) {
     assert_eq!((runs[0].run_id, runs[0].newest_source), (8, 8));
     assert_eq!(summary(&store), [row("LH 2026-03 ad_valorem", 2, 2, 3000, 300, 0)]);
     // Both of LH-1's numbers count, the one at the page's end and the one from the small table.
-    let mut partition = Partition0 { next: 1 };
+    let mut partition = OnePartition { partition: 0, next: 1 };
     let rejections = partition.commit(
         &mut store,
         vec![
@@ -1044,7 +1044,7 @@ fn merged_tracking_numbers_count_and_go_with_an_amendment(url: &StoreUrl) {
         manifest("LH", "LH-1", "2026-03-02", packages)
     };
     let one = |id: &str, n: u32, value: i64| single("LH", id, "2026-03-09", &number(n), value);
-    let mut partition = Partition0::default();
+    let mut partition = OnePartition::default();
     let mut batch = |store: &mut Store, manifests| {
         let rejections = partition.commit(store, manifests);
         rejections
@@ -1137,7 +1137,7 @@ fn a_merge_goes_a_slice_per_batch(url: &StoreUrl) {
     store.set_tracking_fan_in(2);
     store.set_tracking_merge_slice(100);
     let number = |n: u32| format!("RR{n:09}DE");
-    let mut partition = Partition0::default();
+    let mut partition = OnePartition::default();
     let mut batch = |store: &mut Store, manifests| {
         let rejections = partition.commit(store, manifests);
         rejections.into_iter().map(|r| r.other_manifest_id).collect::<Vec<_>>()
@@ -1198,8 +1198,8 @@ fn a_full_duplicate_filter_grows_a_slice_per_batch(url: &StoreUrl) {
         assert_eq!(n % 100 % 3, 0);
         format!("LH-{b}")
     };
-    let mut partition = Partition0::default();
-    let reuse_all = |partition: &mut Partition0, store: &mut Store, batches: u32, id: &str| {
+    let mut partition = OnePartition::default();
+    let reuse_all = |partition: &mut OnePartition, store: &mut Store, batches: u32, id: &str| {
         let all: Vec<u32> = (0..batches).flat_map(numbers_of).collect();
         let reuse = manifest(
             "LH",
@@ -1277,6 +1277,95 @@ fn a_full_duplicate_filter_grows_a_slice_per_batch(url: &StoreUrl) {
     assert!(scanned_batches >= 8, "{scanned_batches} batches with a scan under way");
 }
 
+/// Two processes commit numbers of one carrier while the filters each keeps of the carrier fill
+/// and grow: each catches up with the other's runs, the table it is building takes those numbers
+/// too, and every number either accepted stays a duplicate for both.
+fn two_processes_growing_one_carrier_s_filters_both_see_its_duplicates(url: &StoreUrl) {
+    let mut stores = [Store::open(url).unwrap(), Store::open(url).unwrap()];
+    let mut partitions = [OnePartition::default(), OnePartition { partition: 1, next: 0 }];
+    for store in &mut stores {
+        store.set_tracking_fan_in(2);
+        store.set_tracking_filter_sizes(64, 100);
+    }
+    let number = |n: u32| format!("RR{n:09}DE");
+    // Manifest LH-m holds numbers m, m + 100, m + 200, … (80 of them).
+    let numbers_of = |m: u32| (0..80).map(move |i| m + 100 * i);
+    let owner = |n: u32| format!("LH-{}", n % 100);
+    let reuse = |numbers: &[u32], id: &str| {
+        manifest(
+            "LH",
+            id,
+            "2026-03-04",
+            numbers.iter().map(|&n| accepted(&number(n), &[1000])).collect(),
+        )
+    };
+    let (mut scanned, mut capacities) = (0, BTreeSet::new());
+    for m in 0..40u32 {
+        let p = (m % 2) as usize;
+        let new = manifest(
+            "LH",
+            &format!("LH-{m}"),
+            "2026-03-02",
+            numbers_of(m).map(|n| accepted(&number(n), &[1000])).collect(),
+        );
+        let mut batch = vec![new];
+        // Two numbers of earlier manifests, the other process's among them.
+        let reused: Vec<u32> = if m < 2 {
+            vec![]
+        } else {
+            vec![(m - 1) + 100 * ((7 * m) % 80), (m / 2) + 100 * ((3 * m) % 80)]
+        };
+        if !reused.is_empty() {
+            batch.push(reuse(&reused, &format!("LH-r{m}")));
+        }
+        let others: Vec<String> = partitions[p]
+            .commit(&mut stores[p], batch)
+            .into_iter()
+            .map(|r| r.other_manifest_id)
+            .collect();
+        assert_eq!(
+            others,
+            reused.iter().map(|&n| owner(n)).collect::<Vec<_>>(),
+            "manifest {m}"
+        );
+        let (_, capacity, scanning) = stores[p].tracking_filter("LH").unwrap();
+        scanned += usize::from(scanning);
+        capacities.insert((p, capacity));
+        if m % 10 == 9 {
+            // Every number so far, reused through each process: all found.
+            let all: Vec<u32> = (0..=m).flat_map(numbers_of).collect();
+            for q in 0..2 {
+                let rejections = partitions[q].commit(&mut stores[q], vec![reuse(&all, &format!("LH-all{m}-{q}"))]);
+                let found: BTreeMap<usize, String> = rejections
+                    .into_iter()
+                    .map(|r| (r.package, r.other_manifest_id))
+                    .collect();
+                let missed: Vec<u32> = all
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !found.contains_key(i))
+                    .map(|(_, &n)| n)
+                    .collect();
+                assert!(
+                    missed.is_empty(),
+                    "process {q} after LH-{m}: {} of {} numbers not found, e.g. {:?}",
+                    missed.len(),
+                    all.len(),
+                    &missed[..missed.len().min(5)]
+                );
+            }
+        }
+    }
+    // Both processes' filters grew, over several batches.
+    for p in 0..2 {
+        assert!(
+            capacities.iter().filter(|(q, _)| *q == p).count() >= 3,
+            "{capacities:?}"
+        );
+    }
+    assert!(scanned >= 4, "{scanned} batches with a scan under way");
+}
+
 /// Two processes commit numbers of the same carrier: the in-memory filter each keeps of the
 /// carrier's numbers goes stale when the other commits, and the duplicate check still finds
 /// every number the other accepted.
@@ -1304,18 +1393,20 @@ fn two_processes_committing_one_carrier_both_see_its_duplicates(url: &StoreUrl) 
     assert_eq!(summary(&a), [row("LH 2026-03 ad_valorem", 3, 3, 3000, 300, 5)]);
 }
 
-/// Batches of one message per manifest on partition 0, committed one after another.
+/// Batches of one message per manifest on one partition (0 by default), committed one after
+/// another.
 #[derive(Default)]
-struct Partition0 {
+struct OnePartition {
+    partition: i32,
     next: i64,
 }
 
-impl Partition0 {
+impl OnePartition {
     /// Commits a batch (it must commit) and returns the store's rejections.
     fn commit(&mut self, store: &mut Store, manifests: Vec<ManifestRecord>) -> Vec<StoreRejection> {
         let n = manifests.len() as i64;
         let expected = if self.next == 0 { -1 } else { self.next };
-        let (outcome, published) = commit(store, &[range(0, expected, self.next + n)], manifests);
+        let (outcome, published) = commit(store, &[range(self.partition, expected, self.next + n)], manifests);
         assert_eq!(outcome, CommitOutcome::Committed);
         self.next += n;
         published.unwrap().rejections
@@ -1367,6 +1458,7 @@ battery!(
     a_merge_goes_a_slice_per_batch,
     a_full_duplicate_filter_grows_a_slice_per_batch,
     two_processes_committing_one_carrier_both_see_its_duplicates,
+    two_processes_growing_one_carrier_s_filters_both_see_its_duplicates,
 );
 
 /// The server ends the store's connection (a restart, a failover, an administrator) between

@@ -450,7 +450,7 @@ fn read_held(
             Check::Store { rebuild: true } => rebuild_filter(tx, filters, carrier, version)?,
             Check::CatchUp { since } => {
                 // A catch-up adds again what merged runs hold: past half the filter, a rebuild
-                // is smaller (and keeps the filter from growing past its bound for nothing).
+                // reads less (and leaves the filter less full).
                 let newer = runs::count_since(tx, carrier, since)?;
                 if newer as usize > filters.keys(carrier) / 2 {
                     rebuild_filter(tx, filters, carrier, version)?;
@@ -461,9 +461,12 @@ fn read_held(
         }
         if let Some((since, scan)) = filters.scan_due(carrier, version) {
             let entries = filters.scan_slice_entries(keys.tracking_numbers.len());
-            filters.scan_slice(carrier, |add| {
+            let swapped = filters.scan_slice(carrier, |add| {
                 runs::scan_numbers(tx, carrier, since, &scan, entries, add)
             })?;
+            if swapped {
+                filters.set_keys(carrier, runs::count_since(tx, carrier, -1)? as usize);
+            }
         }
         let tracking = filters.maybe_held(carrier, version, keys.tracking_numbers.iter().copied());
         // The entries found, by manifest: number and arrival date (an entry held by two runs

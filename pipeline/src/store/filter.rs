@@ -1,7 +1,7 @@
 //! Which tracking numbers a carrier certainly does not have in the store: a Bloom filter per
 //! carrier, kept in memory by the process that commits, so that the 12-month duplicate check
-//! reads the store only for the numbers the filter may hold (175 of 100,000 absent numbers in
-//! the unit test below), instead of searching every run of the carrier for every number.
+//! reads the store only for the numbers the filter may hold (~0.2% of absent numbers once it is
+//! full), instead of searching every run of the carrier for every number.
 //!
 //! A filter is a cache of the store, trusted only while it is complete. Every run of a carrier's
 //! numbers written to the store bumps the carrier's `numbers_version` (`tracking_versions`), in
@@ -64,9 +64,14 @@ struct Part {
 }
 
 impl Part {
+    /// The blocks of a table for `numbers` numbers at least: a power of two.
+    fn blocks_for(numbers: usize) -> usize {
+        (numbers.max(1) * BITS_PER_KEY).div_ceil(512).next_power_of_two()
+    }
+
     /// A table for `numbers` numbers at least, rounded up to a power of two of blocks.
     fn new(numbers: usize) -> Self {
-        let blocks = (numbers.max(1) * BITS_PER_KEY).div_ceil(512).next_power_of_two();
+        let blocks = Self::blocks_for(numbers);
         Part {
             blocks: vec![[0; 8]; blocks],
             keys: 0,
@@ -139,8 +144,8 @@ impl CarrierFilter {
 /// What this process knows of a carrier.
 enum Known {
     Filter(CarrierFilter),
-    /// Read from the store for good: its filter went stale after it was built (another process
-    /// commits its numbers), or would take more than the memory left.
+    /// Read from the store for good: its filter, built from the store, would have taken more
+    /// than the memory left (the next tables other carriers were building given up first).
     StoreOnly,
 }
 
@@ -244,11 +249,24 @@ impl Filters {
         fill: impl FnOnce(&mut dyn FnMut(&str)) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         self.forget(carrier);
-        let mut part = Part::new((count + count / HEADROOM_DIVISOR).max(self.first_capacity));
-        if self.bytes + part.bytes() > self.max_bytes {
+        let numbers = (count + count / HEADROOM_DIVISOR).max(self.first_capacity);
+        let bytes = Part::blocks_for(numbers) * 64;
+        if self.bytes + bytes > self.max_bytes {
+            // The tables other carriers are building are the memory to give up first: their
+            // filters go on past full.
+            for known in self.carriers.values_mut() {
+                if let Known::Filter(f) = known {
+                    if let Some(next) = f.next.take() {
+                        self.bytes -= next.part.bytes();
+                    }
+                }
+            }
+        }
+        if self.bytes + bytes > self.max_bytes {
             self.carriers.insert(carrier.to_string(), Known::StoreOnly);
             return Ok(());
         }
+        let mut part = Part::new(numbers);
         fill(&mut |t| part.insert(hash(t)))?;
         self.bytes += part.bytes();
         let f = CarrierFilter {
@@ -320,10 +338,11 @@ impl Filters {
             return None;
         }
         if f.next.is_none() && f.part.keys > f.part.capacity {
-            let part = Part::new(f.part.keys + f.part.keys / HEADROOM_DIVISOR);
-            if self.bytes + part.bytes() > self.max_bytes {
+            let numbers = f.part.keys + f.part.keys / HEADROOM_DIVISOR;
+            if self.bytes + Part::blocks_for(numbers) * 64 > self.max_bytes {
                 return None;
             }
+            let part = Part::new(numbers);
             self.bytes += part.bytes();
             f.next = Some(Next {
                 part,
@@ -336,27 +355,29 @@ impl Filters {
 
     /// Adds a slice of the scan to `carrier`'s next table: `fill` hands over its numbers and
     /// returns where the scan stands after it, `None` once it has read every run: the next table
-    /// then replaces the filter's. A slice that fails drops the next table.
+    /// then replaces the filter's, and this returns `true` (see [`Filters::set_keys`]). A slice
+    /// that fails drops the next table.
     pub(super) fn scan_slice(
         &mut self,
         carrier: &str,
         fill: impl FnOnce(&mut dyn FnMut(&str)) -> anyhow::Result<Option<Scan>>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<bool> {
         let Some(Known::Filter(f)) = self.carriers.get_mut(carrier) else {
-            return Ok(());
+            return Ok(false);
         };
         let Some(next) = &mut f.next else {
-            return Ok(());
+            return Ok(false);
         };
         match fill(&mut |t| next.part.insert(hash(t))) {
             Ok(Some(scan)) => next.scan = scan,
             Ok(None) => {
                 let mut next = f.next.take().expect("a next table");
                 // It holds every number the old one does (and some twice, read from two runs
-                // or a batch and a run): the old count is the better one.
+                // or a batch and a run): the old count is the better one, until `set_keys`.
                 next.part.keys = f.part.keys;
                 let old = std::mem::replace(&mut f.part, next.part);
                 self.bytes -= old.bytes();
+                return Ok(true);
             }
             Err(e) => {
                 let next = f.next.take().expect("a next table");
@@ -364,7 +385,16 @@ impl Filters {
                 return Err(e);
             }
         }
-        Ok(())
+        Ok(false)
+    }
+
+    /// Sets how many numbers `carrier`'s filter holds, as the store counts them: a filter counts
+    /// every number it is given, and a catch-up gives again those that merged runs hold, so its
+    /// count drifts above the store's (and it would fill early).
+    pub(super) fn set_keys(&mut self, carrier: &str, keys: usize) {
+        if let Some(Known::Filter(f)) = self.carriers.get_mut(carrier) {
+            f.part.keys = keys;
+        }
     }
 
     fn forget(&mut self, carrier: &str) {
@@ -543,6 +573,31 @@ mod tests {
         // A store behind the filter is not the one it was built from: rebuilt.
         assert_eq!(filters.check("LH", 1), Check::Store { rebuild: true });
         assert_eq!(filters.bytes, 0);
+    }
+
+    #[test]
+    fn a_filter_built_from_the_store_takes_the_memory_of_tables_being_built() {
+        let small = Part::new(FIRST_CAPACITY).bytes();
+        let mut filters = Filters {
+            max_bytes: 4 * small,
+            ..Filters::default()
+        };
+        filters.rebuild("LH", 0, 0, |_| Ok(())).unwrap();
+        let full: Vec<String> = (0..=FIRST_CAPACITY as u32).map(number).collect();
+        filters.committed("LH", 0, 1, full.iter().map(String::as_str));
+        assert!(filters.scan_due("LH", 1).is_some());
+        assert_eq!(filters.bytes, 3 * small);
+        // AF's filter needs twice the smallest: it fits once LH gives up its next table.
+        filters.rebuild("AF", 0, 20_000, |_| Ok(())).unwrap();
+        assert_eq!(filters.check("AF", 0), Check::Filter);
+        assert_eq!(filters.state("LH"), Some((full.len(), FIRST_CAPACITY, false)));
+        assert_eq!(filters.bytes, 3 * small);
+        // LH goes on past full, and cannot start again while AF holds the memory.
+        assert_eq!(
+            filters.maybe_held("LH", 1, full.iter().map(String::as_str)).len(),
+            full.len()
+        );
+        assert!(filters.scan_due("LH", 1).is_none());
     }
 
     #[test]
