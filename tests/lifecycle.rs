@@ -201,6 +201,15 @@ fn the_metrics_endpoint_moves_as_packages_flow() {
     assert!(after.contains("dutyflow_duty_assessed_cents_total{carrier=\"LH\""));
     assert!(after.contains("dutyflow_consumer_lag_messages{partition="));
     assert!(series(&after, "dutyflow_last_commit_timestamp_seconds").is_some_and(|t| t > 1.7e9));
+    // A duplicate filter per carrier committed, each built at its first batch (32 KiB at least),
+    // and no carrier searched in the store for every number.
+    let filtered = series(&after, "dutyflow_store_duplicate_filter_carriers{state=\"filtered\"}").unwrap_or(0.0);
+    assert!(filtered >= 1.0, "{filtered} carriers filtered");
+    assert!(series(&after, "dutyflow_store_duplicate_filter_bytes").is_some_and(|b| b >= filtered * 32768.0));
+    assert_eq!(
+        series(&after, "dutyflow_store_duplicate_filter_carriers{state=\"store_only\"}"),
+        Some(0.0)
+    );
     // Low-cardinality labels only: no tracking number or manifest id anywhere.
     assert!(!after.contains("RR0"), "a tracking number leaked into the metrics");
     assert!(!after.contains("M-5"), "a manifest id leaked into the metrics");

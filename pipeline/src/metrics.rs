@@ -34,6 +34,8 @@ pub const REBALANCES: &str = "dutyflow_rebalances_total";
 pub const ASSIGNED: &str = "dutyflow_assigned_partitions";
 pub const IN_FLIGHT: &str = "dutyflow_in_flight_batches";
 pub const LAST_COMMIT: &str = "dutyflow_last_commit_timestamp_seconds";
+pub const FILTER_BYTES: &str = "dutyflow_store_duplicate_filter_bytes";
+pub const FILTER_CARRIERS: &str = "dutyflow_store_duplicate_filter_carriers";
 pub const UP: &str = "dutyflow_up";
 
 const SECONDS_BUCKETS: &[f64] = &[
@@ -130,6 +132,14 @@ fn describe() {
     describe_gauge!(ASSIGNED, "Input partitions held by this member.");
     describe_gauge!(IN_FLIGHT, "Batches between the consumer and the store commit.");
     describe_gauge!(LAST_COMMIT, "Unix time of the last successful store commit.");
+    describe_gauge!(
+        FILTER_BYTES,
+        "Memory of the 12-month duplicate check's in-memory filters (bound: 64 MiB)."
+    );
+    describe_gauge!(
+        FILTER_CARRIERS,
+        "Carriers by the state of their duplicate filter: filtered, growing, store_only (every number searched in the store: slow)."
+    );
     describe_gauge!(UP, "1 while the service runs.");
     // Series that alerts use start at zero, so `increase()` and `rate()` see their first event.
     for c in [

@@ -766,6 +766,15 @@ fn commit_with_retry(
                 metrics::histogram!(mx::STORE_COMMIT).record(storing);
                 stats.health.store_ok.store(true, Ordering::SeqCst);
                 record_stats(stats, b, batches);
+                let filters = store.duplicate_filters();
+                metrics::gauge!(mx::FILTER_BYTES).set(filters.bytes as f64);
+                for (state, carriers) in [
+                    ("filtered", filters.filtered),
+                    ("growing", filters.growing),
+                    ("store_only", filters.store_only),
+                ] {
+                    metrics::gauge!(mx::FILTER_CARRIERS, "state" => state).set(carriers as f64);
+                }
                 let mut tpl = TopicPartitionList::new();
                 for r in &b.ranges {
                     let _ = tpl.add_partition_offset(&r.topic, r.partition, Offset::Offset(r.next));

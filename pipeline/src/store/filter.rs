@@ -201,6 +201,23 @@ impl Filters {
         (self.scan_factor * added).max(self.min_scan_slice)
     }
 
+    /// What the filters hold, for the service's metrics.
+    pub(super) fn summary(&self) -> super::DuplicateFilters {
+        let mut s = super::DuplicateFilters {
+            bytes: self.bytes,
+            max_bytes: self.max_bytes,
+            ..Default::default()
+        };
+        for known in self.carriers.values() {
+            match known {
+                Known::Filter(f) if f.next.is_some() => s.growing += 1,
+                Known::Filter(_) => s.filtered += 1,
+                Known::StoreOnly => s.store_only += 1,
+            }
+        }
+        s
+    }
+
     /// `carrier`'s filter: the numbers it holds, how many it is built for, and whether its next
     /// table is being built. For tests.
     pub(super) fn state(&self, carrier: &str) -> Option<(usize, usize, bool)> {

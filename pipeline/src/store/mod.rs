@@ -49,6 +49,20 @@ pub struct Store {
     filters: filter::Filters,
 }
 
+/// This process's in-memory duplicate filters, one per carrier it has committed (`filter.rs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DuplicateFilters {
+    /// Memory they take, the tables being built included, and the most they may take.
+    pub bytes: usize,
+    pub max_bytes: usize,
+    /// Carriers whose filter answers from one table.
+    pub filtered: usize,
+    /// Carriers whose filter is full and a larger table is being built beside it.
+    pub growing: usize,
+    /// Carriers whose filter did not fit: each of their numbers is searched in the store.
+    pub store_only: usize,
+}
+
 /// Where the store lives, parsed from `store.url`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreUrl {
@@ -178,6 +192,11 @@ impl Store {
     #[doc(hidden)]
     pub fn set_tracking_merge_slice(&mut self, entries: usize) {
         self.min_slice = entries.max(1);
+    }
+
+    /// What this process's duplicate filters hold (see `filter.rs`), for the metrics.
+    pub fn duplicate_filters(&self) -> DuplicateFilters {
+        self.filters.summary()
     }
 
     /// The smallest duplicate filter, in tracking numbers, and the slice of the scan that builds
