@@ -1180,6 +1180,37 @@ fn a_merge_goes_a_slice_per_batch(url: &StoreUrl) {
     assert_eq!(rejected, ["LH-1", "LH-2", "LH-4c"]);
 }
 
+/// A manifest of LH arriving on `arrival`, of one accepted package per number `n` of `numbers`
+/// (tracking number `RR{n:09}DE`).
+fn lh_numbers(id: &str, arrival: &str, numbers: &[u32]) -> ManifestRecord {
+    let packages = numbers
+        .iter()
+        .map(|&n| accepted(&format!("RR{n:09}DE"), &[1000]))
+        .collect();
+    manifest("LH", id, arrival, packages)
+}
+
+/// Asserts that the store rejected every package of a manifest reusing `numbers` (one package a
+/// number, in order); returns the other manifest each rejection names, by package.
+fn every_number_found(rejections: Vec<StoreRejection>, numbers: &[u32], what: &str) -> BTreeMap<usize, String> {
+    let found: BTreeMap<usize, String> = rejections
+        .into_iter()
+        .map(|r| (r.package, r.other_manifest_id))
+        .collect();
+    let missed: Vec<u32> = (0..numbers.len())
+        .filter(|i| !found.contains_key(i))
+        .map(|i| numbers[i])
+        .collect();
+    assert!(
+        missed.is_empty(),
+        "{what}: {} of {} numbers not found, e.g. {:?}",
+        missed.len(),
+        numbers.len(),
+        &missed[..missed.len().min(5)]
+    );
+    found
+}
+
 /// A carrier's duplicate filter, once full, is built again larger a slice per batch, by a scan of
 /// the carrier's runs in key order while merges move numbers between runs: every number stays
 /// found meanwhile, and each new filter holds every number once it replaces the old.
@@ -1188,7 +1219,6 @@ fn a_full_duplicate_filter_grows_a_slice_per_batch(url: &StoreUrl) {
     store.set_tracking_fan_in(2);
     store.set_tracking_merge_slice(50);
     store.set_tracking_filter_sizes(64, 100);
-    let number = |n: u32| format!("RR{n:09}DE");
     // Batch b holds manifest LH-b of numbers 3b, 3b + 100, 3b + 200, … (150 of them, so that
     // every run spans the key range and a scan of several slices meets merges under way), and
     // from the second batch on, a manifest reusing two numbers of earlier batches.
@@ -1201,30 +1231,8 @@ fn a_full_duplicate_filter_grows_a_slice_per_batch(url: &StoreUrl) {
     let mut partition = OnePartition::default();
     let reuse_all = |partition: &mut OnePartition, store: &mut Store, batches: u32, id: &str| {
         let all: Vec<u32> = (0..batches).flat_map(numbers_of).collect();
-        let reuse = manifest(
-            "LH",
-            id,
-            "2026-03-04",
-            all.iter().map(|&n| accepted(&number(n), &[1000])).collect(),
-        );
-        let rejections = partition.commit(store, vec![reuse]);
-        let found: BTreeMap<usize, String> = rejections
-            .into_iter()
-            .map(|r| (r.package, r.other_manifest_id))
-            .collect();
-        let missed: Vec<u32> = all
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !found.contains_key(i))
-            .map(|(_, &n)| n)
-            .collect();
-        assert!(
-            missed.is_empty(),
-            "{id}: {} of {} numbers not found, e.g. {:?}",
-            missed.len(),
-            all.len(),
-            &missed[..missed.len().min(5)]
-        );
+        let rejections = partition.commit(store, vec![lh_numbers(id, "2026-03-04", &all)]);
+        let found = every_number_found(rejections, &all, id);
         for (i, &n) in all.iter().enumerate() {
             assert_eq!(found[&i], owner(n), "{id}: number {n}");
         }
@@ -1232,13 +1240,8 @@ fn a_full_duplicate_filter_grows_a_slice_per_batch(url: &StoreUrl) {
     let (mut scanned_batches, mut swaps, mut capacities) = (0, 0, BTreeSet::new());
     let mut was_scanning = false;
     for b in 0..30u32 {
-        let new = manifest(
-            "LH",
-            &format!("LH-{b}"),
-            "2026-03-02",
-            numbers_of(b).map(|n| accepted(&number(n), &[1000])).collect(),
-        );
-        let mut batch = vec![new];
+        let new: Vec<u32> = numbers_of(b).collect();
+        let mut batch = vec![lh_numbers(&format!("LH-{b}"), "2026-03-02", &new)];
         let reused: Vec<u32> = if b == 0 {
             vec![]
         } else {
@@ -1248,12 +1251,7 @@ fn a_full_duplicate_filter_grows_a_slice_per_batch(url: &StoreUrl) {
             ]
         };
         if !reused.is_empty() {
-            batch.push(manifest(
-                "LH",
-                &format!("LH-r{b}"),
-                "2026-03-03",
-                reused.iter().map(|&n| accepted(&number(n), &[1000])).collect(),
-            ));
+            batch.push(lh_numbers(&format!("LH-r{b}"), "2026-03-03", &reused));
         }
         let others: Vec<String> = partition
             .commit(&mut store, batch)
@@ -1287,28 +1285,14 @@ fn two_processes_growing_one_carrier_s_filters_both_see_its_duplicates(url: &Sto
         store.set_tracking_fan_in(2);
         store.set_tracking_filter_sizes(64, 100);
     }
-    let number = |n: u32| format!("RR{n:09}DE");
     // Manifest LH-m holds numbers m, m + 100, m + 200, … (80 of them).
     let numbers_of = |m: u32| (0..80).map(move |i| m + 100 * i);
     let owner = |n: u32| format!("LH-{}", n % 100);
-    let reuse = |numbers: &[u32], id: &str| {
-        manifest(
-            "LH",
-            id,
-            "2026-03-04",
-            numbers.iter().map(|&n| accepted(&number(n), &[1000])).collect(),
-        )
-    };
     let (mut scanned, mut capacities) = (0, BTreeSet::new());
     for m in 0..40u32 {
         let p = (m % 2) as usize;
-        let new = manifest(
-            "LH",
-            &format!("LH-{m}"),
-            "2026-03-02",
-            numbers_of(m).map(|n| accepted(&number(n), &[1000])).collect(),
-        );
-        let mut batch = vec![new];
+        let new: Vec<u32> = numbers_of(m).collect();
+        let mut batch = vec![lh_numbers(&format!("LH-{m}"), "2026-03-02", &new)];
         // Two numbers of earlier manifests, the other process's among them.
         let reused: Vec<u32> = if m < 2 {
             vec![]
@@ -1316,7 +1300,7 @@ fn two_processes_growing_one_carrier_s_filters_both_see_its_duplicates(url: &Sto
             vec![(m - 1) + 100 * ((7 * m) % 80), (m / 2) + 100 * ((3 * m) % 80)]
         };
         if !reused.is_empty() {
-            batch.push(reuse(&reused, &format!("LH-r{m}")));
+            batch.push(lh_numbers(&format!("LH-r{m}"), "2026-03-04", &reused));
         }
         let others: Vec<String> = partitions[p]
             .commit(&mut stores[p], batch)
@@ -1335,24 +1319,9 @@ fn two_processes_growing_one_carrier_s_filters_both_see_its_duplicates(url: &Sto
             // Every number so far, reused through each process: all found.
             let all: Vec<u32> = (0..=m).flat_map(numbers_of).collect();
             for q in 0..2 {
-                let rejections = partitions[q].commit(&mut stores[q], vec![reuse(&all, &format!("LH-all{m}-{q}"))]);
-                let found: BTreeMap<usize, String> = rejections
-                    .into_iter()
-                    .map(|r| (r.package, r.other_manifest_id))
-                    .collect();
-                let missed: Vec<u32> = all
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| !found.contains_key(i))
-                    .map(|(_, &n)| n)
-                    .collect();
-                assert!(
-                    missed.is_empty(),
-                    "process {q} after LH-{m}: {} of {} numbers not found, e.g. {:?}",
-                    missed.len(),
-                    all.len(),
-                    &missed[..missed.len().min(5)]
-                );
+                let id = format!("LH-all{m}-{q}");
+                let rejections = partitions[q].commit(&mut stores[q], vec![lh_numbers(&id, "2026-03-04", &all)]);
+                every_number_found(rejections, &all, &format!("process {q} after LH-{m}"));
             }
         }
     }

@@ -24,16 +24,16 @@
 //! both tables; the new one replaces the old once the scan has read every run. So a number is
 //! read back about twice over the filter's growth, no commit carries a whole rebuild (55–95 ms
 //! at 0.5 M numbers, and every carrier filled at the same time), and a "maybe" stays as rare as
-//! one full table makes it. (Tables added beside the full ones instead, each twice the last, passed 0.8% of
-//! absent numbers at 400,000 numbers and 1.4% at 4 M, ten times one table's rate: every table
-//! adds its own false "maybe", and each costs a search of every run of the carrier.)
+//! one full table makes it. (Tables added beside the full ones instead, each twice the last,
+//! passed 0.8% of absent numbers at 400,000 numbers and 1.4% at 4 M, ten times one table's rate:
+//! every table adds its own false "maybe", and each costs a search of every run of the carrier.)
 //!
 //! Memory is bounded by [`MAX_BYTES`] over all carriers (16 bits per number when full, where it
 //! passes ~0.2% of absent numbers; up to 40 once the table takes its quarter more and rounds up
 //! to a power of two: 20–50 MB per 10 M numbers, and the table being built beside it). A filter
-//! that cannot grow within it goes on past full, passing more absent numbers as it fills (~3% at
-//! twice its numbers); a carrier whose filter cannot be built at all within it is searched in
-//! the store for every number.
+//! that cannot grow within it goes on past full, passing more absent numbers as it fills (2.8% at
+//! twice its numbers, 30% at four times); a carrier whose filter cannot be built at all within it
+//! is searched in the store for every number.
 
 use super::runs::Scan;
 use std::collections::HashMap;
@@ -67,6 +67,11 @@ impl Part {
     /// The blocks of a table for `numbers` numbers at least: a power of two.
     fn blocks_for(numbers: usize) -> usize {
         (numbers.max(1) * BITS_PER_KEY).div_ceil(512).next_power_of_two()
+    }
+
+    /// The memory of that table, before it is allocated.
+    fn bytes_for(numbers: usize) -> usize {
+        Self::blocks_for(numbers) * 64
     }
 
     /// A table for `numbers` numbers at least, rounded up to a power of two of blocks.
@@ -267,7 +272,7 @@ impl Filters {
     ) -> anyhow::Result<()> {
         self.forget(carrier);
         let numbers = (count + count / HEADROOM_DIVISOR).max(self.first_capacity);
-        let bytes = Part::blocks_for(numbers) * 64;
+        let bytes = Part::bytes_for(numbers);
         if self.bytes + bytes > self.max_bytes {
             // The tables other carriers are building are the memory to give up first: their
             // filters go on past full.
@@ -356,7 +361,7 @@ impl Filters {
         }
         if f.next.is_none() && f.part.keys > f.part.capacity {
             let numbers = f.part.keys + f.part.keys / HEADROOM_DIVISOR;
-            if self.bytes + Part::blocks_for(numbers) * 64 > self.max_bytes {
+            if self.bytes + Part::bytes_for(numbers) > self.max_bytes {
                 return None;
             }
             let part = Part::new(numbers);
