@@ -187,6 +187,7 @@ fn the_metrics_endpoint_moves_as_packages_flow() {
     moved("dutyflow_end_to_end_latency_seconds_count");
     moved("dutyflow_store_commit_duration_seconds_count");
     moved("dutyflow_stage_duration_seconds_count{stage=\"assess\"}");
+    moved("dutyflow_stage_duration_seconds_count{stage=\"commit_wait\"}");
     moved("dutyflow_batch_packages_count");
     // The poison pills of the second file: 5 undecodable messages (lines 3, 10, 17, 24, 31).
     assert_eq!(

@@ -57,6 +57,8 @@ pub struct AssessedBatch {
     pub records: Vec<ManifestRecord>,
     /// For each record, the index of its message.
     pub record_message: Vec<usize>,
+    /// When the operators finished (the first batch's, for a merged group).
+    pub assessed_at: Option<std::time::Instant>,
 }
 
 impl AssessedBatch {
@@ -78,7 +80,9 @@ impl AssessedBatch {
 
     /// Appends `next` (for a group commit: one transaction, one publish, one delivery wait for
     /// both), or gives it back when it does not follow this batch on one of their partitions
-    /// (after a rebalance or a resync): such a batch must be committed on its own.
+    /// (after a rebalance or a resync): such a batch must be committed on its own. (The batch
+    /// given back is moved, not copied: its size is a few vectors' headers, once per group.)
+    #[allow(clippy::result_large_err)]
     pub fn merge(&mut self, next: AssessedBatch) -> Result<(), AssessedBatch> {
         if !self.is_followed_by(&next) {
             return Err(next);
@@ -89,6 +93,7 @@ impl AssessedBatch {
             results,
             records,
             record_message,
+            assessed_at: _,
         } = next;
         for n in ranges {
             match self
@@ -155,6 +160,7 @@ pub fn assess(ops: &Operators, history: &mut AccountHistory, batch: Batch) -> As
         out.results.push(result);
     }
     out.messages = messages;
+    out.assessed_at = Some(std::time::Instant::now());
     out
 }
 

@@ -9,6 +9,7 @@ pub mod dlq;
 pub mod dlq_admin;
 pub mod file_mode;
 pub mod metrics;
+pub mod pace;
 pub mod service;
 pub mod settings;
 pub mod store;

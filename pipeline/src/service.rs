@@ -16,6 +16,7 @@
 use crate::batch::{self, AssessedBatch, Batch, InputMessage};
 use crate::dlq::{Source, H_REPLAY, H_SOURCE_TIMESTAMP};
 use crate::metrics::{self as mx, Health};
+use crate::pace::{Ahead, Pace};
 use crate::settings::{Pipeline, Settings};
 use crate::store::{CommitOutcome, PartitionRange, Store, StoreUrl};
 use anyhow::{Context, Result};
@@ -347,16 +348,21 @@ pub fn run(
     let (to_commit, commit_rx): (SyncSender<AssessedBatch>, Receiver<AssessedBatch>) =
         sync_channel(settings.pipeline.max_group_batches);
     let resync = Arc::new(AtomicBool::new(false));
+    let pace = Arc::new(Pace::default());
 
     let assess_ops = ops.clone();
+    let assess_pace = pace.clone();
     let assess_stage = std::thread::Builder::new()
         .name("dutyflow-assess".into())
         .spawn(move || {
             let mut history = AccountHistory::default();
             for b in assess_rx {
                 let started = Instant::now();
+                let bytes = input_bytes(&b.messages);
                 let assessed = batch::assess(&assess_ops, &mut history, b);
-                metrics::histogram!(mx::STAGE_DURATION, "stage" => "assess").record(started.elapsed().as_secs_f64());
+                let took = started.elapsed();
+                assess_pace.assessed(bytes, took);
+                metrics::histogram!(mx::STAGE_DURATION, "stage" => "assess").record(took.as_secs_f64());
                 if to_commit.send(assessed).is_err() {
                     break;
                 }
@@ -364,7 +370,7 @@ pub fn run(
         })?;
 
     let commit_stage = {
-        let (settings, in_flight, resync, shutdown, stats, consumer, producer) = (
+        let (settings, in_flight, resync, shutdown, stats, consumer, producer, pace) = (
             settings.clone(),
             in_flight.clone(),
             resync.clone(),
@@ -372,6 +378,7 @@ pub fn run(
             stats.clone(),
             consumer.clone(),
             producer.clone(),
+            pace.clone(),
         );
         std::thread::Builder::new()
             .name("dutyflow-commit".into())
@@ -379,11 +386,18 @@ pub fn run(
                 let mut store = store;
                 let mut held = None;
                 while let Some((mut b, batches)) = next_group(&settings, &commit_rx, &mut held) {
+                    if let Some(at) = b.assessed_at {
+                        metrics::histogram!(mx::STAGE_DURATION, "stage" => "commit_wait")
+                            .record(at.elapsed().as_secs_f64());
+                    }
+                    pace.commit_starts(input_bytes(&b.messages));
+                    let mut took = None;
                     if !resync.load(Ordering::SeqCst) {
-                        commit_with_retry(
+                        took = commit_with_retry(
                             &settings, &mut store, &producer, &consumer, &mut b, batches, &resync, &shutdown, &stats,
                         );
                     }
+                    pace.commit_ends(took);
                     for _ in 0..batches {
                         in_flight.done();
                     }
@@ -405,7 +419,7 @@ pub fn run(
             .spawn(move || monitor(&settings, &consumer, &producer, &stats, &stopped))?
     };
 
-    consume_loop(settings, &consumer, &to_assess, &in_flight, &resync, &shutdown);
+    consume_loop(settings, &consumer, &to_assess, &in_flight, &pace, &resync, &shutdown);
     drop(to_assess);
     let _ = assess_stage.join();
     let _ = commit_stage.join();
@@ -491,11 +505,14 @@ fn consume_loop(
     consumer: &BaseConsumer<GroupContext>,
     to_assess: &SyncSender<Batch>,
     in_flight: &InFlight,
+    pace: &Pace,
     resync: &AtomicBool,
     shutdown: &AtomicBool,
 ) {
     let ctx = consumer.context();
     let mut batch = Batch::default();
+    // Input bytes of `batch`.
+    let mut bytes = 0u64;
     let mut opened: Option<Instant> = None;
     let mut generation = ctx.generation.load(Ordering::SeqCst);
     while !shutdown.load(Ordering::SeqCst) {
@@ -503,6 +520,7 @@ fn consume_loop(
             // Another member moved one of our offsets: drop what we hold, wait for the
             // pipeline to drain, and start again from the store.
             batch = Batch::default();
+            bytes = 0;
             opened = None;
             in_flight.wait_zero();
             reseek(consumer);
@@ -514,6 +532,7 @@ fn consume_loop(
         if current != generation {
             // The assignment changed while we held messages: they belong to the old one.
             batch = Batch::default();
+            bytes = 0;
             opened = None;
             generation = current;
         }
@@ -575,24 +594,37 @@ fn consume_loop(
                         key: m.key().map(<[u8]>::to_vec),
                         replay_count,
                     },
-                    payload: m.payload().unwrap_or_default().to_vec(),
+                    payload: {
+                        let payload = m.payload().unwrap_or_default();
+                        bytes += payload.len() as u64;
+                        payload.to_vec()
+                    },
                     timestamp_ms: m.timestamp().to_millis(),
                 });
                 opened.get_or_insert_with(Instant::now);
             }
         }
         let waited = opened.map(|t| t.elapsed());
-        if batch_due(&settings.pipeline, batch.messages.len(), waited, in_flight.count()) {
+        if batch_due(
+            &settings.pipeline,
+            batch.messages.len(),
+            waited,
+            in_flight.count(),
+            || pace.ahead(bytes),
+        ) {
             in_flight.add();
+            pace.handed(bytes);
             if to_assess.send(std::mem::take(&mut batch)).is_err() {
                 in_flight.done();
                 return;
             }
+            bytes = 0;
             opened = None;
         }
     }
     if !batch.messages.is_empty() {
         in_flight.add();
+        pace.handed(bytes);
         if to_assess.send(batch).is_err() {
             in_flight.done();
         }
@@ -601,13 +633,25 @@ fn consume_loop(
 
 /// Whether the open batch closes now. It closes when full; or once it has waited
 /// `batch_max_wait_ms` since its first message, if fewer than `batches_ahead` batches are in
-/// flight (handed to the assess stage, not committed yet). Otherwise it grows while the commit
-/// stage is busy: a busy store then commits fewer, larger batches (each commit has a fixed
-/// cost), instead of queueing small ones behind each other, which at a steady rate near the
-/// store's small-batch capacity made every message wait for a queue of commits.
-fn batch_due(p: &Pipeline, messages: usize, waited: Option<Duration>, in_flight: usize) -> bool {
+/// flight (handed to the assess stage, not committed yet) and the commit thread is expected to
+/// be free by the time the batch is assessed (`ahead`, see `pace.rs`). Otherwise it grows while
+/// the commit stage is busy: a busy store then commits fewer, larger batches (each commit has a
+/// fixed cost), instead of queueing small ones behind each other, which at a steady rate near
+/// the store's small-batch capacity made every message wait for a queue of commits.
+fn batch_due(
+    p: &Pipeline,
+    messages: usize,
+    waited: Option<Duration>,
+    in_flight: usize,
+    ahead: impl FnOnce() -> Ahead,
+) -> bool {
     let on_time = waited.is_some_and(|w| w >= Duration::from_millis(p.batch_max_wait_ms));
-    messages > 0 && (messages >= p.batch_max_messages || (on_time && in_flight < p.batches_ahead))
+    messages > 0 && (messages >= p.batch_max_messages || (on_time && in_flight < p.batches_ahead && ahead().in_time()))
+}
+
+/// Input bytes of `messages`: what the pace of the stages is measured against.
+fn input_bytes(messages: &[InputMessage]) -> u64 {
+    messages.iter().map(|m| m.payload.len() as u64).sum()
 }
 
 /// Seeks every assigned partition back to the store's offset.
@@ -674,7 +718,8 @@ fn next_group(
 }
 
 /// Commits `b` (`batches` batches merged), retrying store and broker errors until it commits,
-/// is fenced (then `resync` is set) or the service shuts down.
+/// is fenced (then `resync` is set) or the service shuts down. Returns how long the attempt
+/// that committed took; `None` when none did.
 #[allow(clippy::too_many_arguments)]
 fn commit_with_retry(
     settings: &Settings,
@@ -686,7 +731,7 @@ fn commit_with_retry(
     resync: &AtomicBool,
     shutdown: &AtomicBool,
     stats: &Stats,
-) {
+) -> Option<Duration> {
     let mut backoff = Duration::from_millis(100);
     loop {
         // The store decides on the records while the closure below changes the outputs: the
@@ -781,7 +826,7 @@ fn commit_with_retry(
                 }
                 // Kafka commits only feed lag dashboards; the store's offsets are the truth.
                 let _ = consumer.commit(&tpl, CommitMode::Async);
-                return;
+                return Some(started.elapsed());
             }
             Ok(CommitOutcome::Fenced {
                 topic,
@@ -790,7 +835,7 @@ fn commit_with_retry(
             }) => {
                 tracing::warn!(%topic, partition, stored, batches, "batch abandoned: another member committed this partition");
                 resync.store(true, Ordering::SeqCst);
-                return;
+                return None;
             }
             Err(e) => {
                 if !publish_failed {
@@ -799,7 +844,7 @@ fn commit_with_retry(
                 }
                 if shutdown.load(Ordering::SeqCst) {
                     tracing::warn!(error = %e, "batch abandoned at shutdown; it will be reprocessed from the store's offsets");
-                    return;
+                    return None;
                 }
                 tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "store or broker error; retrying the batch");
                 std::thread::sleep(backoff);
@@ -1251,24 +1296,54 @@ mod tests {
 
     #[test]
     fn a_batch_closes_when_full_whatever_is_in_flight() {
-        assert!(batch_due(&pipeline(2), 256, Some(Duration::ZERO), 9));
-        assert!(!batch_due(&pipeline(2), 255, Some(Duration::ZERO), 0));
+        assert!(batch_due(&pipeline(2), 256, Some(Duration::ZERO), 9, busy));
+        assert!(!batch_due(&pipeline(2), 255, Some(Duration::ZERO), 0, clear));
     }
 
     #[test]
     fn a_batch_that_waited_closes_only_with_room_in_the_pipeline() {
         for ahead in [1, 2] {
             let p = pipeline(ahead);
-            assert!(batch_due(&p, 3, Some(WAIT), 0));
-            assert!(batch_due(&p, 3, Some(WAIT), ahead - 1));
-            assert!(!batch_due(&p, 3, Some(WAIT * 10), ahead));
-            assert!(!batch_due(&p, 3, Some(WAIT - Duration::from_millis(1)), 0));
+            assert!(batch_due(&p, 3, Some(WAIT), 0, clear));
+            assert!(batch_due(&p, 3, Some(WAIT), ahead - 1, clear));
+            assert!(!batch_due(&p, 3, Some(WAIT * 10), ahead, clear));
+            assert!(!batch_due(&p, 3, Some(WAIT - Duration::from_millis(1)), 0, clear));
+        }
+    }
+
+    #[test]
+    fn a_batch_that_waited_closes_once_the_commit_thread_frees_within_its_assessment() {
+        let p = pipeline(2);
+        let ahead = |commit_busy_ms, assess_ms| {
+            move || Ahead {
+                commit_busy: Duration::from_millis(commit_busy_ms),
+                assess: Duration::from_millis(assess_ms),
+            }
+        };
+        assert!(!batch_due(&p, 3, Some(WAIT), 1, ahead(20, 8)));
+        assert!(batch_due(&p, 3, Some(WAIT), 1, ahead(8, 8)));
+        assert!(batch_due(&p, 3, Some(WAIT), 1, ahead(0, 8)));
+        // Not before it has waited, and never past the room in the pipeline.
+        assert!(!batch_due(&p, 3, Some(WAIT / 2), 1, ahead(0, 8)));
+        assert!(!batch_due(&p, 3, Some(WAIT), 2, ahead(0, 8)));
+        // Full, it closes whatever lies ahead.
+        assert!(batch_due(&p, 256, None, 1, ahead(500, 1)));
+    }
+
+    fn clear() -> Ahead {
+        Ahead::CLEAR
+    }
+
+    fn busy() -> Ahead {
+        Ahead {
+            commit_busy: Duration::from_secs(1),
+            assess: Duration::ZERO,
         }
     }
 
     #[test]
     fn an_empty_batch_never_closes() {
-        assert!(!batch_due(&pipeline(2), 0, None, 0));
-        assert!(!batch_due(&pipeline(2), 0, Some(WAIT), 0));
+        assert!(!batch_due(&pipeline(2), 0, None, 0, clear));
+        assert!(!batch_due(&pipeline(2), 0, Some(WAIT), 0, clear));
     }
 }

@@ -1,0 +1,235 @@
+//! When a batch that has waited closes: just in time to be assessed as the commit thread frees.
+//!
+//! The commit thread is the service's one serial stage. A batch closed while it is busy is
+//! assessed (on the worker pool) and then waits for the running commit to end. Closed the moment
+//! the previous batch started committing, as it once was, a batch was ready long before the
+//! commit thread was, and each of its messages waited that difference (about a commit less an
+//! assessment, ~15 ms at 70,000 packages/s) on top of its own commit. Closed when the running
+//! commit is expected to end within the time this batch's assessment takes, it is assessed just
+//! as the thread frees: the messages that arrive meanwhile go with it instead of with the next
+//! batch, a commit sooner, and the thread commits as often as before.
+//!
+//! The expectations are running means of the seconds each stage took per input byte, measured
+//! on the service's own batches. A mistaken expectation costs latency, never correctness: a
+//! batch closes at the latest when nothing it would wait for is left, and a commit that ends
+//! sooner than expected lets it close at once.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Weight of a new measurement in a running mean.
+const WEIGHT: f64 = 1.0 / 8.0;
+
+/// A measurement counts at most this many times the mean it updates: one stalled commit (a
+/// checkpoint, a broker retry) does not make the next batches wait for a stall.
+const OUTLIER: f64 = 3.0;
+
+/// Closing this much earlier than the expectation says: an assessment that runs a little longer
+/// than its mean delays the commit thread (and so every later message), whereas one that ends
+/// a little early only waits.
+const MARGIN: f64 = 1.25;
+const MARGIN_FIXED: Duration = Duration::from_millis(1);
+
+/// What the consumer needs to know of the stages after it to close a batch on time.
+#[derive(Debug)]
+pub struct Pace {
+    base: Instant,
+    /// Nanoseconds from `base` to the start of the running commit, plus one; 0 when none runs.
+    commit_started: AtomicU64,
+    /// Input bytes of the running commit.
+    committing: AtomicU64,
+    /// Input bytes handed to the assess stage and not in a commit yet.
+    waiting: AtomicU64,
+    /// Running means, seconds per input byte (`f64` bits; 0.0: nothing measured yet).
+    assess_per_byte: AtomicU64,
+    commit_per_byte: AtomicU64,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Pace {
+            base: Instant::now(),
+            commit_started: AtomicU64::new(0),
+            committing: AtomicU64::new(0),
+            waiting: AtomicU64::new(0),
+            assess_per_byte: AtomicU64::new(0f64.to_bits()),
+            commit_per_byte: AtomicU64::new(0f64.to_bits()),
+        }
+    }
+}
+
+/// What lies ahead of a batch that would close now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ahead {
+    /// How long the commit thread is expected to stay busy with the batches before this one.
+    pub commit_busy: Duration,
+    /// How long this batch's assessment is expected to take, with a margin.
+    pub assess: Duration,
+}
+
+impl Ahead {
+    /// Nothing ahead: a batch closes on time as soon as it has waited.
+    pub const CLEAR: Ahead = Ahead {
+        commit_busy: Duration::ZERO,
+        assess: Duration::ZERO,
+    };
+
+    /// Whether a batch closed now would be assessed no earlier than the commit thread frees.
+    pub fn in_time(&self) -> bool {
+        self.commit_busy <= self.assess
+    }
+}
+
+impl Pace {
+    /// The consumer handed a batch of `bytes` input bytes to the assess stage.
+    pub fn handed(&self, bytes: u64) {
+        self.waiting.fetch_add(bytes, Ordering::SeqCst);
+    }
+
+    /// The assess stage took `took` over a batch of `bytes`.
+    pub fn assessed(&self, bytes: u64, took: Duration) {
+        update(&self.assess_per_byte, bytes, took);
+    }
+
+    /// The commit thread starts on a group of `bytes` (committing it, or abandoning it).
+    pub fn commit_starts(&self, bytes: u64) {
+        let _ = self
+            .waiting
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| Some(w.saturating_sub(bytes)));
+        self.committing.store(bytes, Ordering::SeqCst);
+        let since = self.base.elapsed().as_nanos().min(u128::from(u64::MAX - 1)) as u64;
+        self.commit_started.store(since + 1, Ordering::SeqCst);
+    }
+
+    /// The running commit ended; `took` is its duration when it committed (an abandoned group or
+    /// a commit that needed retries says nothing about the next).
+    pub fn commit_ends(&self, took: Option<Duration>) {
+        if let Some(took) = took {
+            update(&self.commit_per_byte, self.committing.load(Ordering::SeqCst), took);
+        }
+        self.commit_started.store(0, Ordering::SeqCst);
+        self.committing.store(0, Ordering::SeqCst);
+    }
+
+    /// What lies ahead of a batch of `open_bytes` closed now.
+    pub fn ahead(&self, open_bytes: u64) -> Ahead {
+        let commit_rate = f64::from_bits(self.commit_per_byte.load(Ordering::SeqCst));
+        let assess_rate = f64::from_bits(self.assess_per_byte.load(Ordering::SeqCst));
+        let started = self.commit_started.load(Ordering::SeqCst);
+        let running = if started == 0 {
+            Duration::ZERO
+        } else {
+            let expected = seconds(commit_rate * self.committing.load(Ordering::SeqCst) as f64);
+            let elapsed = self.base.elapsed().saturating_sub(Duration::from_nanos(started - 1));
+            expected.saturating_sub(elapsed)
+        };
+        let queued = seconds(commit_rate * self.waiting.load(Ordering::SeqCst) as f64);
+        Ahead {
+            commit_busy: running + queued,
+            assess: seconds(assess_rate * open_bytes as f64 * MARGIN) + MARGIN_FIXED,
+        }
+    }
+}
+
+/// Folds `took` over `bytes` into the running mean `mean` (seconds per byte).
+fn update(mean: &AtomicU64, bytes: u64, took: Duration) {
+    if bytes == 0 {
+        return;
+    }
+    let sample = took.as_secs_f64() / bytes as f64;
+    let _ = mean.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |bits| {
+        let old = f64::from_bits(bits);
+        let new = if old > 0.0 {
+            old + (sample.min(old * OUTLIER) - old) * WEIGHT
+        } else {
+            sample
+        };
+        Some(new.to_bits())
+    });
+}
+
+/// `s` seconds as a duration; 0 for anything not a finite positive number.
+fn seconds(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s).unwrap_or(Duration::ZERO)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn with_nothing_measured_nothing_is_ahead() {
+        let pace = Pace::default();
+        pace.handed(1_000);
+        pace.commit_starts(1_000);
+        let a = pace.ahead(500);
+        assert_eq!(a.commit_busy, Duration::ZERO);
+        assert!(a.in_time());
+    }
+
+    #[test]
+    fn a_batch_waits_while_the_running_commit_has_longer_left_than_its_assessment() {
+        let pace = Pace::default();
+        // 10 ms per 1,000 bytes to commit, 2 ms per 1,000 bytes to assess.
+        pace.assessed(1_000, 2 * MS);
+        pace.handed(1_000);
+        pace.commit_starts(1_000);
+        pace.commit_ends(Some(10 * MS));
+        pace.handed(2_000);
+        pace.commit_starts(2_000);
+        let a = pace.ahead(2_000);
+        // The commit of 2,000 bytes is expected to take 20 ms; almost none of it has passed.
+        assert!(a.commit_busy > 18 * MS && a.commit_busy <= 20 * MS, "{a:?}");
+        // 4 ms for 2,000 bytes, with the margin.
+        let margin = Duration::from_micros(1);
+        assert!(a.assess.abs_diff(6 * MS) < margin, "{a:?}");
+        assert!(!a.in_time());
+        std::thread::sleep(15 * MS);
+        let a = pace.ahead(2_000);
+        assert!(a.commit_busy <= 5 * MS, "{a:?}");
+        assert!(a.in_time());
+        // A commit that ends sooner than expected frees the batch at once.
+        pace.commit_ends(Some(16 * MS));
+        assert_eq!(pace.ahead(2_000).commit_busy, Duration::ZERO);
+    }
+
+    #[test]
+    fn batches_assessed_but_not_committing_count_a_whole_commit_each() {
+        let pace = Pace::default();
+        pace.handed(1_000);
+        pace.commit_starts(1_000);
+        pace.commit_ends(Some(10 * MS));
+        pace.handed(3_000);
+        assert_eq!(pace.ahead(0).commit_busy, 30 * MS);
+        pace.commit_starts(1_000);
+        let busy = pace.ahead(0).commit_busy;
+        assert!(busy > 28 * MS && busy <= 30 * MS, "{busy:?}");
+        // Starting more than was handed (a merged group) leaves nothing negative.
+        pace.commit_starts(5_000);
+        assert!(pace.ahead(0).commit_busy <= 50 * MS);
+        pace.commit_ends(None);
+        assert_eq!(pace.ahead(0).commit_busy, Duration::ZERO);
+    }
+
+    #[test]
+    fn one_stalled_commit_moves_the_mean_a_bounded_step() {
+        let pace = Pace::default();
+        for _ in 0..20 {
+            pace.commit_starts(1_000);
+            pace.commit_ends(Some(10 * MS));
+        }
+        pace.commit_starts(1_000);
+        pace.commit_ends(Some(Duration::from_secs(2)));
+        pace.handed(1_000);
+        let busy = pace.ahead(0).commit_busy;
+        // 10 ms + (30 − 10) / 8 = 12.5 ms, not the 2 s stall's share.
+        assert!(busy > 12 * MS && busy < 13 * MS, "{busy:?}");
+        // A commit that did not commit (retried, abandoned) is not measured.
+        pace.commit_starts(1_000);
+        pace.commit_ends(None);
+        pace.handed(1_000);
+        assert_eq!(pace.ahead(0).commit_busy, busy);
+    }
+}
