@@ -527,7 +527,7 @@ fn consume_loop(
             generation = ctx.generation.load(Ordering::SeqCst);
             resync.store(false, Ordering::SeqCst);
         }
-        let polled = consumer.poll(Duration::from_millis(50));
+        let polled = consumer.poll(poll_timeout(&settings.pipeline, opened.map(|t| t.elapsed())));
         let current = ctx.generation.load(Ordering::SeqCst);
         if current != generation {
             // The assignment changed while we held messages: they belong to the old one.
@@ -647,6 +647,21 @@ fn batch_due(
 ) -> bool {
     let on_time = waited.is_some_and(|w| w >= Duration::from_millis(p.batch_max_wait_ms));
     messages > 0 && (messages >= p.batch_max_messages || (on_time && in_flight < p.batches_ahead && ahead().in_time()))
+}
+
+/// How long the consumer waits for a message: with no batch open, 50 ms (the loop also watches
+/// for shutdown and resyncs); with one open, no later than when it will have waited
+/// `batch_max_wait_ms`; past that (it waits for room, or for the commit thread), 2 ms, so that
+/// it closes soon after it may even when no message arrives.
+fn poll_timeout(p: &Pipeline, waited: Option<Duration>) -> Duration {
+    const IDLE: Duration = Duration::from_millis(50);
+    const RECHECK: Duration = Duration::from_millis(2);
+    match waited {
+        None => IDLE,
+        Some(w) => Duration::from_millis(p.batch_max_wait_ms)
+            .saturating_sub(w)
+            .clamp(RECHECK, IDLE),
+    }
 }
 
 /// Input bytes of `messages`: what the pace of the stages is measured against.
@@ -1339,6 +1354,22 @@ mod tests {
             commit_busy: Duration::from_secs(1),
             assess: Duration::ZERO,
         }
+    }
+
+    #[test]
+    fn an_open_batch_is_looked_at_again_by_when_it_may_close() {
+        let p = pipeline(2);
+        assert_eq!(poll_timeout(&p, None), Duration::from_millis(50));
+        assert_eq!(poll_timeout(&p, Some(Duration::ZERO)), WAIT);
+        assert_eq!(
+            poll_timeout(&p, Some(Duration::from_millis(15))),
+            Duration::from_millis(5)
+        );
+        assert_eq!(poll_timeout(&p, Some(WAIT)), Duration::from_millis(2));
+        assert_eq!(poll_timeout(&p, Some(WAIT * 10)), Duration::from_millis(2));
+        let mut slow = pipeline(2);
+        slow.batch_max_wait_ms = 1_000;
+        assert_eq!(poll_timeout(&slow, Some(Duration::ZERO)), Duration::from_millis(50));
     }
 
     #[test]
