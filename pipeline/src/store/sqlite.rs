@@ -3,8 +3,8 @@
 //!
 //! Checkpoints run off the committing thread. A connection never checkpoints on commit
 //! (`wal_autocheckpoint = 0`); once it has committed a change, a background thread with a
-//! connection of its own copies the WAL into the database after each of its commits (a
-//! `PASSIVE` checkpoint, which never blocks the writer). The WAL starts over when a transaction
+//! connection of its own copies the WAL into the database after its commits, at most once per
+//! [`CHECKPOINT_INTERVAL`] (a `PASSIVE` checkpoint, which never blocks the writer). The WAL starts over when a transaction
 //! begins with the whole WAL copied, which a writer that never pauses would seldom see: so when
 //! the WAL has grown past [`WAL_LIMIT_BYTES`], the writer waits, before its next transaction,
 //! until the checkpointer has copied all of it. The WAL stays within about that limit plus two
@@ -52,6 +52,11 @@ const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
 /// How soon the checkpointer tries again after a checkpoint that could not copy everything
 /// (a reader held an older snapshot, or another connection was checkpointing).
 const RETRY: Duration = Duration::from_millis(100);
+
+/// Least time between two checkpoints, unless the WAL has reached its limit: a page that
+/// several commits change in a row (a B-tree's upper levels, a carrier's totals) is copied into
+/// the database once per interval instead of once per commit.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How long a statement waits for another connection's lock before it fails.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -189,6 +194,8 @@ struct Progress {
     /// own thread, so a checkpointer that falls behind cannot leave it stale); 0 once the writer
     /// has waited for it to be copied (its next transaction starts the WAL over).
     wal_frames: i64,
+    /// Checkpoints run (each copies the commits before it).
+    checkpoints: u64,
     stop: bool,
 }
 
@@ -245,7 +252,8 @@ impl Checkpointer {
         let interrupt = conn.get_interrupt_handle();
         let thread = std::thread::Builder::new().name("dutyflow-checkpoint".into()).spawn({
             let shared = shared.clone();
-            move || checkpoint_loop(&conn, &shared, lag)
+            let limit_frames = wal_limit_bytes / (page_size + 24);
+            move || checkpoint_loop(&conn, &shared, lag, limit_frames)
         })?;
         Ok(Checkpointer {
             shared,
@@ -268,11 +276,15 @@ impl Drop for Checkpointer {
     }
 }
 
-/// Runs a `PASSIVE` checkpoint after every commit of the writer (and again shortly after one
-/// that could not copy everything), until stopped.
-fn checkpoint_loop(conn: &Connection, shared: &Shared, lag: Duration) {
+/// Runs a `PASSIVE` checkpoint after the writer's commits, at most once per
+/// [`CHECKPOINT_INTERVAL`] unless the WAL has reached `limit_frames` (the writer then waits for
+/// it), and again shortly after one that could not copy everything, until stopped.
+fn checkpoint_loop(conn: &Connection, shared: &Shared, lag: Duration, limit_frames: i64) {
     let mut done = 0;
-    let mut last = Instant::now();
+    // The first commit is checkpointed at once.
+    let mut last = Instant::now()
+        .checked_sub(CHECKPOINT_INTERVAL)
+        .unwrap_or_else(Instant::now);
     loop {
         let target = {
             let mut p = shared.lock();
@@ -280,13 +292,21 @@ fn checkpoint_loop(conn: &Connection, shared: &Shared, lag: Duration) {
                 if p.stop {
                     return;
                 }
-                let behind = p.copied < p.commits && last.elapsed() >= RETRY;
-                if p.commits != done || behind {
+                let since = last.elapsed();
+                let urgent = p.wal_frames >= limit_frames;
+                let new = p.commits != done;
+                let behind = p.copied < p.commits && since >= RETRY;
+                if (new && (urgent || since >= CHECKPOINT_INTERVAL)) || behind {
                     break p.commits;
                 }
+                let wait = if new {
+                    CHECKPOINT_INTERVAL.saturating_sub(since)
+                } else {
+                    RETRY
+                };
                 p = shared
                     .changed
-                    .wait_timeout(p, RETRY)
+                    .wait_timeout(p, wait)
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
             }
@@ -303,6 +323,7 @@ fn checkpoint_loop(conn: &Connection, shared: &Shared, lag: Duration) {
             // Busy: another connection is checkpointing; try again later.
             Ok((busy, log, copied)) if busy == 0 && log >= 0 => {
                 let mut p = shared.lock();
+                p.checkpoints += 1;
                 if copied == log {
                     p.copied = p.copied.max(target);
                 }
@@ -478,6 +499,45 @@ mod tests {
             matches!(store.checkpoints, Checkpoints::NotYet),
             "reading starts no checkpointer"
         );
+    }
+
+    /// Small commits in quick succession are copied a group at a time, at most one checkpoint
+    /// per interval, and every one of them is copied in the end.
+    #[test]
+    fn quick_small_commits_share_their_checkpoints() {
+        let (_dir, db) = temp_store("wal-interval");
+        let mut store = Sqlite::open(&db).unwrap();
+        store.execute_script("CREATE TABLE t (v BLOB)").unwrap();
+        let started = Instant::now();
+        // A commit a millisecond or so, as a service's small batches come.
+        let commits = 300;
+        for _ in 0..commits {
+            write(&mut store, 100);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let took = started.elapsed();
+        let Checkpoints::Background(c) = &store.checkpoints else {
+            panic!("no checkpointer");
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let p = c.shared.lock();
+            if p.copied == p.commits {
+                // One checkpoint per interval the commits took, give or take the first and last.
+                let most = took.as_millis() / CHECKPOINT_INTERVAL.as_millis() + 3;
+                assert!(
+                    u128::from(p.checkpoints) <= most,
+                    "{} checkpoints for {} commits in {took:?}",
+                    p.checkpoints,
+                    p.commits
+                );
+                assert!(p.commits >= commits);
+                break;
+            }
+            drop(p);
+            assert!(Instant::now() < deadline, "the commits were never all copied");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// The writer's wait does not depend on the checkpointer keeping up: with every checkpoint
