@@ -23,6 +23,7 @@
 //! ms for the commit thread against 1.0–2.1 ms with these; BENCHMARKS.md §4, session 13.)
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Weight of a new measurement in a running mean.
@@ -39,13 +40,10 @@ const MARGIN: f64 = 1.25;
 const MARGIN_FIXED: Duration = Duration::from_millis(1);
 
 /// What the consumer needs to know of the stages after it to close a batch on time.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Pace {
-    base: Instant,
-    /// Nanoseconds from `base` to the start of the running commit, plus one; 0 when none runs.
-    commit_started: AtomicU64,
-    /// Input bytes of the running commit.
-    committing: AtomicU64,
+    /// The running commit: when it started, and its input bytes.
+    running: Mutex<Option<(Instant, u64)>>,
     /// Input bytes handed to the assess stage and not in a commit yet.
     waiting: AtomicU64,
     /// Running means, seconds per input byte (`f64` bits; 0.0: nothing measured yet).
@@ -53,20 +51,6 @@ pub struct Pace {
     commit_per_byte: AtomicU64,
     /// Commits that reported how long they took.
     commits_measured: AtomicU64,
-}
-
-impl Default for Pace {
-    fn default() -> Self {
-        Pace {
-            base: Instant::now(),
-            commit_started: AtomicU64::new(0),
-            committing: AtomicU64::new(0),
-            waiting: AtomicU64::new(0),
-            assess_per_byte: AtomicU64::new(0f64.to_bits()),
-            commit_per_byte: AtomicU64::new(0f64.to_bits()),
-            commits_measured: AtomicU64::new(0),
-        }
-    }
 }
 
 /// What lies ahead of a batch that would close now.
@@ -79,12 +63,6 @@ pub struct Ahead {
 }
 
 impl Ahead {
-    /// Nothing ahead: a batch closes on time as soon as it has waited.
-    pub const CLEAR: Ahead = Ahead {
-        commit_busy: Duration::ZERO,
-        assess: Duration::ZERO,
-    };
-
     /// Whether a batch closed now would be assessed no earlier than the commit thread frees.
     pub fn in_time(&self) -> bool {
         self.commit_busy <= self.assess
@@ -92,6 +70,10 @@ impl Ahead {
 }
 
 impl Pace {
+    fn running(&self) -> MutexGuard<'_, Option<(Instant, u64)>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The consumer handed a batch of `bytes` input bytes to the assess stage.
     pub fn handed(&self, bytes: u64) {
         self.waiting.fetch_add(bytes, Ordering::SeqCst);
@@ -107,35 +89,28 @@ impl Pace {
         let _ = self
             .waiting
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| Some(w.saturating_sub(bytes)));
-        self.committing.store(bytes, Ordering::SeqCst);
-        let since = self.base.elapsed().as_nanos().min(u128::from(u64::MAX - 1)) as u64;
-        self.commit_started.store(since + 1, Ordering::SeqCst);
+        *self.running() = Some((Instant::now(), bytes));
     }
 
     /// The running commit ended; `took` is how long its committed attempt took (`None`: the group
     /// was abandoned, which says nothing about the next commit). The first commit that took a
     /// measurable time is not measured (see the module's documentation).
     pub fn commit_ends(&self, took: Option<Duration>) {
-        if let Some(took) = took {
+        let running = self.running().take();
+        if let (Some(took), Some((_, bytes))) = (took, running) {
             if self.commits_measured.fetch_add(1, Ordering::SeqCst) > 0 {
-                update(&self.commit_per_byte, self.committing.load(Ordering::SeqCst), took);
+                update(&self.commit_per_byte, bytes, took);
             }
         }
-        self.commit_started.store(0, Ordering::SeqCst);
-        self.committing.store(0, Ordering::SeqCst);
     }
 
     /// What lies ahead of a batch of `open_bytes` closed now.
     pub fn ahead(&self, open_bytes: u64) -> Ahead {
         let commit_rate = f64::from_bits(self.commit_per_byte.load(Ordering::SeqCst));
         let assess_rate = f64::from_bits(self.assess_per_byte.load(Ordering::SeqCst));
-        let started = self.commit_started.load(Ordering::SeqCst);
-        let running = if started == 0 {
-            Duration::ZERO
-        } else {
-            let expected = seconds(commit_rate * self.committing.load(Ordering::SeqCst) as f64);
-            let elapsed = self.base.elapsed().saturating_sub(Duration::from_nanos(started - 1));
-            expected.saturating_sub(elapsed)
+        let running = match *self.running() {
+            None => Duration::ZERO,
+            Some((started, bytes)) => seconds(commit_rate * bytes as f64).saturating_sub(started.elapsed()),
         };
         let queued = seconds(commit_rate * self.waiting.load(Ordering::SeqCst) as f64);
         Ahead {

@@ -511,8 +511,6 @@ fn consume_loop(
 ) {
     let ctx = consumer.context();
     let mut batch = Batch::default();
-    // Input bytes of `batch`.
-    let mut bytes = 0u64;
     let mut opened: Option<Instant> = None;
     let mut generation = ctx.generation.load(Ordering::SeqCst);
     while !shutdown.load(Ordering::SeqCst) {
@@ -520,7 +518,6 @@ fn consume_loop(
             // Another member moved one of our offsets: drop what we hold, wait for the
             // pipeline to drain, and start again from the store.
             batch = Batch::default();
-            bytes = 0;
             opened = None;
             in_flight.wait_zero();
             reseek(consumer);
@@ -532,7 +529,6 @@ fn consume_loop(
         if current != generation {
             // The assignment changed while we held messages: they belong to the old one.
             batch = Batch::default();
-            bytes = 0;
             opened = None;
             generation = current;
         }
@@ -594,11 +590,7 @@ fn consume_loop(
                         key: m.key().map(<[u8]>::to_vec),
                         replay_count,
                     },
-                    payload: {
-                        let payload = m.payload().unwrap_or_default();
-                        bytes += payload.len() as u64;
-                        payload.to_vec()
-                    },
+                    payload: m.payload().unwrap_or_default().to_vec(),
                     timestamp_ms: m.timestamp().to_millis(),
                 });
                 opened.get_or_insert_with(Instant::now);
@@ -610,21 +602,20 @@ fn consume_loop(
             batch.messages.len(),
             waited,
             in_flight.count(),
-            || pace.ahead(bytes),
+            || pace.ahead(input_bytes(&batch.messages)),
         ) {
             in_flight.add();
-            pace.handed(bytes);
+            pace.handed(input_bytes(&batch.messages));
             if to_assess.send(std::mem::take(&mut batch)).is_err() {
                 in_flight.done();
                 return;
             }
-            bytes = 0;
             opened = None;
         }
     }
     if !batch.messages.is_empty() {
         in_flight.add();
-        pace.handed(bytes);
+        pace.handed(input_bytes(&batch.messages));
         if to_assess.send(batch).is_err() {
             in_flight.done();
         }
@@ -1346,7 +1337,10 @@ mod tests {
     }
 
     fn clear() -> Ahead {
-        Ahead::CLEAR
+        Ahead {
+            commit_busy: Duration::ZERO,
+            assess: Duration::ZERO,
+        }
     }
 
     fn busy() -> Ahead {

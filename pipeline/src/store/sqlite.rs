@@ -250,14 +250,14 @@ impl Checkpointer {
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let shared = Arc::new(Shared::default());
         let interrupt = conn.get_interrupt_handle();
+        let limit_frames = wal_limit_bytes / (page_size + 24);
         let thread = std::thread::Builder::new().name("dutyflow-checkpoint".into()).spawn({
             let shared = shared.clone();
-            let limit_frames = wal_limit_bytes / (page_size + 24);
             move || checkpoint_loop(&conn, &shared, lag, limit_frames)
         })?;
         Ok(Checkpointer {
             shared,
-            limit_frames: wal_limit_bytes / (page_size + 24),
+            limit_frames,
             interrupt,
             thread: Some(thread),
         })
