@@ -114,6 +114,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    if let Err(refusal) = dutyflow_operators::cpu::check("dutyflow-loadtest") {
+        eprintln!("{refusal}");
+        return ExitCode::from(2);
+    }
     let result = match Cli::parse().command {
         Command::Run {
             brokers,

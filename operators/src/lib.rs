@@ -6,6 +6,7 @@
 //! writes `assessment/v1`.
 
 pub mod calendar;
+pub mod cpu;
 pub mod decode;
 pub mod duty;
 pub mod encode;

@@ -222,6 +222,11 @@ fn broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn main() -> ExitCode {
+    // Before anything compiled for the build's CPU runs.
+    if let Err(refusal) = dutyflow_operators::cpu::check("dutyflow") {
+        eprintln!("{refusal}");
+        return ExitCode::from(2);
+    }
     std::panic::set_hook(Box::new(|info| {
         eprintln!("dutyflow: internal error ({info}); please report it with the input that caused it");
     }));
