@@ -30,7 +30,7 @@ impl Exemption {
 
 /// One assessed item line (a row of the worksheet's page 2).
 /// (`Default` only fills the unused slots of a [`SmallList`].)
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Line<'a> {
     pub item: u32,
     pub origin: Country,

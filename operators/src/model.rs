@@ -54,7 +54,7 @@ pub struct Header<'a> {
 
 /// One item line, checked and resolved: its USD value and the ad valorem rate that applies.
 /// (`Default` only fills the unused slots of a [`SmallList`].)
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Item<'a> {
     pub index: u32,
     pub description: &'a str,
