@@ -407,6 +407,10 @@ fn write_money_rescaled(out: &mut Vec<u8>, mut d: Decimal) {
 /// non-negative `Decimal` of scale 2).
 #[inline(always)]
 fn write_cents(out: &mut Vec<u8>, cents: u64) {
+    if cents < 10_000_000 {
+        write_short_cents(out, cents);
+        return;
+    }
     let mut buf = [0u8; 24];
     let mut i = buf.len() - 2;
     let r = (cents % 100) as usize;
@@ -421,6 +425,35 @@ fn write_cents(out: &mut Vec<u8>, cents: u64) {
         write_digits_u64(&mut buf, &mut i, units);
     }
     out.extend_from_slice(&buf[i..]);
+}
+
+/// [`write_cents`] of an amount below 100,000.00 (at most eight characters, as nearly every
+/// amount and rate is): the characters are gathered in one word, last first, and appended as
+/// one 8-byte store, then the length is cut back. Appending a slice of variable length
+/// instead called `memcpy` for a few bytes just stored one by one (a stall), ~4% of the
+/// operator core.
+#[inline(always)]
+fn write_short_cents(out: &mut Vec<u8>, cents: u64) {
+    debug_assert!(cents < 10_000_000);
+    let digit = |d: u64| u64::from(b'0') + d;
+    // Shifting each character in from the right leaves the first one in the lowest byte:
+    // the word's little-endian bytes are the text.
+    let mut word = digit(cents % 10);
+    word = word << 8 | digit(cents / 10 % 10);
+    word = word << 8 | u64::from(b'.');
+    let mut len = 3;
+    let mut units = cents / 100;
+    loop {
+        word = word << 8 | digit(units % 10);
+        len += 1;
+        units /= 10;
+        if units == 0 {
+            break;
+        }
+    }
+    let start = out.len();
+    out.extend_from_slice(&word.to_le_bytes());
+    out.truncate(start + len);
 }
 
 /// Appends a rate with at least two decimal places (`0.10`, `0.165`): what [`write_decimal`]
@@ -599,6 +632,10 @@ mod tests {
         assert_eq!(money_string(dec("0")), "0.00");
         assert_eq!(money_string(dec("0.05")), "0.05");
         assert_eq!(money_string(dec("1234567.891").round_dp(2)), "1234567.89");
+        // Either side of the eight characters written as one word.
+        assert_eq!(money_string(dec("99999.99")), "99999.99");
+        assert_eq!(money_string(dec("100000")), "100000.00");
+        assert_eq!(money_string(dec("10000.1")), "10000.10");
         let mut v = Vec::new();
         write_decimal(&mut v, dec("0.165"));
         assert_eq!(v, b"0.165");
@@ -777,6 +814,18 @@ mod tests {
             write_money(&mut a, d);
             write_decimal(&mut b, want);
             prop_assert_eq!(a, b);
+        }
+
+        #[test]
+        fn cents_are_appended_after_what_is_there(
+            prefix in "[a-z,:\"]{0,9}",
+            cents in prop_oneof![0u64..20_000_000, 9_999_900u64..10_000_100, any::<u64>()],
+        ) {
+            let mut a = prefix.clone().into_bytes();
+            write_cents(&mut a, cents);
+            let mut b = prefix.into_bytes();
+            write_decimal(&mut b, Decimal::from_i128_with_scale(i128::from(cents), 2));
+            prop_assert_eq!(String::from_utf8(a).unwrap(), String::from_utf8(b).unwrap());
         }
 
         #[test]
