@@ -548,22 +548,23 @@ pub(crate) fn package_into<'a>(
     }
 
     if let Some(s) = required_part(&raw.shipper, p("shipper"), "shipper", &mut issues) {
-        pkg.shipper_name = required_str(s.name, p("shipper.name"), "shipper.name", &mut issues);
-        if let Some(name) = pkg.shipper_name {
-            if longer_than(name, 256) {
-                issues.push(
-                    Code::InvalidName,
-                    p("shipper.name"),
-                    "shipper.name is longer than 256 characters",
-                );
-            }
+        let name = required_str(s.name, p("shipper.name"), "shipper.name", &mut issues);
+        if name.is_some_and(|n| longer_than(n, 256)) {
+            issues.push(
+                Code::InvalidName,
+                p("shipper.name"),
+                "shipper.name is longer than 256 characters",
+            );
         }
-        if let Some(c) = required_str(s.country, p("shipper.country"), "shipper.country", &mut issues) {
-            pkg.shipper_country = country(ops, c, p("shipper.country"), "shipper.country", &mut issues);
-        }
-        if let (Some(name), Some(c)) = (pkg.shipper_name, pkg.shipper_country) {
+        let shipper_country = required_str(s.country, p("shipper.country"), "shipper.country", &mut issues)
+            .and_then(|c| country(ops, c, p("shipper.country"), "shipper.country", &mut issues));
+        // The key from these values, not read back from `pkg`: a country just stored there
+        // byte by byte and loaded back as one word stalled (a store-forwarding failure).
+        if let (Some(name), Some(c)) = (name, shipper_country) {
             pkg.shipper_key = Some(account_key(&[name, c.as_str()]));
         }
+        pkg.shipper_name = name;
+        pkg.shipper_country = shipper_country;
     }
 
     if let Some(c) = required_part(&raw.consignee, p("consignee"), "consignee", &mut issues) {
