@@ -21,8 +21,21 @@ pub fn missing_features() -> Vec<&'static str> {
             )*};
         }
         require!(
-            "sse3", "ssse3", "sse4.1", "sse4.2", "popcnt", "cmpxchg16b", "avx", "avx2", "bmi1", "bmi2", "fma",
-            "f16c", "lzcnt", "movbe", "xsave"
+            "sse3",
+            "ssse3",
+            "sse4.1",
+            "sse4.2",
+            "popcnt",
+            "cmpxchg16b",
+            "avx",
+            "avx2",
+            "bmi1",
+            "bmi2",
+            "fma",
+            "f16c",
+            "lzcnt",
+            "movbe",
+            "xsave"
         );
     }
     missing
@@ -63,6 +76,9 @@ mod tests {
         let text = refusal("dutyflow", &["avx2", "bmi2"]);
         assert!(text.starts_with("dutyflow: "), "{text}");
         assert!(text.contains("lacks avx2, bmi2;"), "{text}");
-        assert!(text.contains("RUSTFLAGS=\"-C target-cpu=native\" cargo build --release"), "{text}");
+        assert!(
+            text.contains("RUSTFLAGS=\"-C target-cpu=native\" cargo build --release"),
+            "{text}"
+        );
     }
 }
