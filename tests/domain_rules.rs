@@ -755,6 +755,34 @@ fn uk_is_read_as_gb() {
 }
 
 #[test]
+fn names_of_more_than_256_characters_are_rejected() {
+    // Characters, not bytes: 256 two-byte letters are a name of 256 characters.
+    let mut ok = package(1, vec![usd("DE", "10.00")]);
+    ok["shipper"]["name"] = json!("é".repeat(256));
+    ok["consignee"]["name"] = json!("a".repeat(256));
+    let mut long = package(2, vec![usd("DE", "10.00")]);
+    long["shipper"]["name"] = json!("é".repeat(257));
+    long["consignee"]["name"] = json!("a".repeat(300));
+    let out = packages(&manifest(DL, OCT_2025, vec![ok, long]));
+    assert!(out[0].accepted(), "{:?}", errors(&out[0]));
+    assert_eq!(
+        errors(&out[1]),
+        vec![
+            ("INVALID_NAME", "$.packages[1].shipper.name".to_string()),
+            ("INVALID_NAME", "$.packages[1].consignee.name".to_string()),
+        ]
+    );
+    let messages: Vec<&str> = out[1].package.errors.iter().map(|i| i.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "shipper.name is longer than 256 characters",
+            "consignee.name is longer than 256 characters"
+        ]
+    );
+}
+
+#[test]
 fn s10_check_digit_of_the_brief_and_service_indicators() {
     // Serial 47312482 -> sum 200 -> 11 - 200 mod 11 = 11 - 2 = 9: RR473124829DE is valid.
     assert_eq!(s10_check(47312482), 9);

@@ -548,14 +548,7 @@ pub(crate) fn package_into<'a>(
     }
 
     if let Some(s) = required_part(&raw.shipper, p("shipper"), "shipper", &mut issues) {
-        let name = required_str(s.name, p("shipper.name"), "shipper.name", &mut issues);
-        if name.is_some_and(|n| longer_than(n, 256)) {
-            issues.push(
-                Code::InvalidName,
-                p("shipper.name"),
-                "shipper.name is longer than 256 characters",
-            );
-        }
+        let name = required_name(s.name, p("shipper.name"), &mut issues);
         let shipper_country = required_str(s.country, p("shipper.country"), "shipper.country", &mut issues)
             .and_then(|c| country(ops, c, p("shipper.country"), "shipper.country", &mut issues));
         // The key from these values, not read back from `pkg`: a country just stored there
@@ -568,14 +561,7 @@ pub(crate) fn package_into<'a>(
     }
 
     if let Some(c) = required_part(&raw.consignee, p("consignee"), "consignee", &mut issues) {
-        let name = required_str(c.name, p("consignee.name"), "consignee.name", &mut issues);
-        if name.is_some_and(|n| longer_than(n, 256)) {
-            issues.push(
-                Code::InvalidName,
-                p("consignee.name"),
-                "consignee.name is longer than 256 characters",
-            );
-        }
+        let name = required_name(c.name, p("consignee.name"), &mut issues);
         if let Some(a) = required_part(&c.address, p("consignee.address"), "consignee.address", &mut issues) {
             required_str(
                 a.line1,
@@ -723,6 +709,20 @@ pub(crate) fn package_into<'a>(
     }
     pkg.errors = issues.0;
     pkg.warnings = warnings;
+}
+
+/// A required name (a shipper's, a consignee's) of at most 256 characters; `at.rest` is its
+/// field name. A name too long is reported and still returned.
+fn required_name<'a>(f: Field<'a>, at: At<'_>, issues: &mut Issues) -> Option<&'a str> {
+    let name = required_str(f, at, at.rest, issues);
+    if name.is_some_and(|n| longer_than(n, 256)) {
+        issues.push(
+            Code::InvalidName,
+            at,
+            format!("{} is longer than 256 characters", at.rest),
+        );
+    }
+    name
 }
 
 fn is_zip(z: &str) -> bool {
